@@ -1,0 +1,102 @@
+r"""Masked-LM train-step throughput and achieved FLOP/s against a matmul measured in the same run.
+
+  python benchmarks/mlm_step.py                      # mini preset, f32 and bf16 matmuls
+  python benchmarks/mlm_step.py --preset=small --steps=5
+
+Prints, per compute dtype: step time, tokens/s (every position of every row), the step's
+FLOPs from XLA's cost analysis of the compiled step, achieved FLOP/s, and that as a fraction of
+the peak of a square matmul measured in the same process (f32, and bf16 inputs with f32
+accumulation). Also the 6 x params x tokens estimate of the FLOPs, for reference. Runs the
+real ``experiments.mlm_pretrain.train_step`` (masking, accumulation scan, AdamW) on random
+ordinary tokens, so no data preparation is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import mlm_pretrain
+from jaxssl.data import tokenizer as tokenizer_lib
+from jaxssl.parallel import mesh as mesh_lib
+from jaxssl.parallel import sharding
+
+
+def _time(fn, *args, repeats: int) -> float:
+  """Median wall seconds of ``fn(*args)`` over ``repeats`` calls, after one warm-up."""
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t)
+  return float(np.median(times))
+
+
+def matmul_peak(n: int, dtype, repeats: int = 5) -> float:
+  """FLOP/s of an [n, n] @ [n, n] product with f32 accumulation."""
+  a = jnp.ones((n, n), dtype)
+  f = jax.jit(lambda x: jnp.matmul(x, x, preferred_element_type=jnp.float32))
+  return 2 * n ** 3 / _time(f, a, repeats=repeats)
+
+
+def step_throughput(preset: str, dtype: str, batch: int, seq_len: int, vocab: int,
+                    steps: int) -> dict:
+  """Times the jitted MLM train step; returns seconds, tokens/s and FLOPs per step."""
+  config = mlm_pretrain.get_config()
+  config.model.preset, config.model.dtype = preset, dtype
+  config.global_batch_size, config.data.seq_len = batch, seq_len
+  mesh = mesh_lib.make_mesh(config.mesh)
+  graphdef, tx, state, shardings = mlm_pretrain.create_train_state(config, mesh, vocab)
+  word_start = jnp.zeros((vocab,), bool)
+  step = jax.jit(functools.partial(mlm_pretrain.train_step, graphdef=graphdef, tx=tx,
+                                   config=config, vocab_size=vocab, word_start=word_start),
+                 in_shardings=(shardings, sharding.batch_sharding(mesh),
+                               sharding.replicated(mesh)),
+                 out_shardings=(shardings, sharding.replicated(mesh)))
+  rows = np.random.default_rng(0).integers(tokenizer_lib.NUM_SPECIAL, vocab, (batch, seq_len))
+  rows[:, 0] = tokenizer_lib.CLS_ID
+  tokens = sharding.put_batch({'tokens': rows.astype(np.int32)}, mesh)
+  rng = jax.random.key(0)
+  compiled = step.lower(state, tokens, rng).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  flops = float(cost.get('flops', 0.0))
+  num_params = sum(x.size for x in jax.tree.leaves(state.params))
+  seconds = _time(lambda s: step(s, tokens, rng)[1]['loss'], state, repeats=steps)
+  return dict(seconds=seconds, tokens_per_s=batch * seq_len / seconds, flops=flops,
+              flops_6nd=6.0 * num_params * batch * seq_len, num_params=num_params)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--preset', default='mini')
+  parser.add_argument('--batch', type=int, default=32)
+  parser.add_argument('--seq_len', type=int, default=128)
+  parser.add_argument('--vocab', type=int, default=4096)
+  parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--dtypes', default='float32,bfloat16')
+  args = parser.parse_args()
+  print(f'devices: {jax.devices()}')
+  peaks = {'float32': matmul_peak(2048, jnp.float32), 'bfloat16': matmul_peak(2048, jnp.bfloat16)}
+  for name, peak in peaks.items():
+    print(f'matmul 2048^3 {name} inputs, f32 accumulation: {peak / 1e9:8.1f} GFLOP/s')
+  print(f'\n{"dtype":9} {"step_s":>7} {"tokens/s":>9} {"GFLOP/step":>10} {"GFLOP/s":>8} '
+        f'{"of_f32_peak":>11} {"of_own_peak":>11} {"6ND_GFLOP":>9}')
+  for dtype in args.dtypes.split(','):
+    r = step_throughput(args.preset, dtype, args.batch, args.seq_len, args.vocab, args.steps)
+    achieved = r['flops'] / r['seconds']
+    print(f'{dtype:9} {r["seconds"]:7.3f} {r["tokens_per_s"]:9.0f} {r["flops"] / 1e9:10.1f} '
+          f'{achieved / 1e9:8.1f} {achieved / peaks["float32"]:11.2f} '
+          f'{achieved / peaks[dtype]:11.2f} {r["flops_6nd"] / 1e9:9.1f}')
+  print(f'\npreset={args.preset} params={r["num_params"]:,} batch={args.batch} '
+        f'seq_len={args.seq_len} vocab={args.vocab}')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,252 @@
+"""`local_text`: a TFDS dataset of documents from local text, prepared offline.
+
+The source is either the embedded Python reference text (``pydoc``) or UTF-8 files on
+disk. Each source text is cleaned (`text.clean_text`) and cut into documents
+(`text.split_documents`); the one split, ``train``, holds them in source order (files
+sorted by path), one example ``{'text': str}`` per document, as ArrayRecord files.
+
+A config is named after a hash of the raw source bytes and the cleaning parameters
+(`make_config`), so an edited file gets a new prepared directory and a stale one is
+never served. `prepare` takes a file lock, so two processes preparing the same config
+neither corrupt nor duplicate the work, and TFDS itself writes into a temporary
+directory that it renames into place only when complete.
+
+    config = local_text.make_config(('/data/a.txt',), max_chars=2000)
+    builder = local_text.prepare(config, data_dir='/cache/tfds')
+    documents = local_text.read_documents(builder)
+"""
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+
+import tensorflow_datasets as tfds
+
+from jaxssl.data import text
+
+NAME = 'local_text'
+PYDOC = 'pydoc'
+_READ_CHUNK = 1024  # examples per ArrayRecord read
+
+
+def _registered() -> bool:
+  """True if a `local_text` builder is already registered (module reloaded)."""
+  try:
+    tfds.builder_cls(NAME)
+  except tfds.core.registered.DatasetNotFoundError:
+    return False
+  return True
+
+
+@dataclasses.dataclass(eq=False)
+class LocalTextConfig(tfds.core.BuilderConfig):
+  """Which local text to prepare, and how. Build it with `make_config`.
+
+  Attributes:
+    paths: absolute paths of the UTF-8 source files in sorted order; empty for the
+      embedded ``pydoc`` corpus.
+    max_chars: the longest document, in characters (passed to `split_documents`).
+    source_sha256: hex sha256 of the raw source bytes (see `content_sha256`); checked
+      again when the dataset is generated, so a file edited in between fails loudly.
+  """
+
+  paths: tuple[str, ...] = ()
+  max_chars: int = 2000
+  source_sha256: str = ''
+
+
+class LocalText(tfds.core.GeneratorBasedBuilder, skip_registration=_registered()):
+  """Documents cut from local text; see the module docstring."""
+
+  name = NAME
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Cleaned documents cut at blank lines.'}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description='Documents cut from local text (see jaxssl.data.text).',
+        features=tfds.features.FeaturesDict({'text': tfds.features.Text()}),
+        # Keep source order: TFDS would otherwise shuffle examples by key hash.
+        disable_shuffling=True,
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Nothing is downloaded.
+    config = self.builder_config
+    if not isinstance(config, LocalTextConfig):
+      raise ValueError(
+          f'{NAME} needs a LocalTextConfig from local_text.make_config, got {config!r}.'
+      )
+    return {'train': self._generate_examples(config)}
+
+  def _generate_examples(self, config: LocalTextConfig):
+    sources = read_sources(config.paths)
+    found = content_sha256([data for _, data in sources])
+    if found != config.source_sha256:
+      raise RuntimeError(
+          f'The source of {NAME}/{config.name} changed while it was being prepared '
+          f'(sha256 {found}, expected {config.source_sha256}); run again.'
+      )
+    index = 0
+    for label, data in sources:
+      cleaned = text.clean_text(decode_utf8(data, label))
+      for document in text.split_documents(cleaned, max_chars=config.max_chars):
+        yield index, {'text': document}
+        index += 1
+
+
+def read_sources(paths: Sequence[str]) -> list[tuple[str, bytes]]:
+  """Reads the raw bytes of each source.
+
+  Args:
+    paths: file paths, read in the order given; empty for the embedded corpus.
+
+  Returns:
+    ``(label, raw bytes)`` per source; the label is the path, or ``'pydoc'``.
+
+  Raises:
+    FileNotFoundError: if a file does not exist.
+  """
+  if not paths:
+    return [(PYDOC, text.pydoc_text().encode('utf-8'))]
+  sources = []
+  for path in paths:
+    with open(path, 'rb') as f:
+      sources.append((path, f.read()))
+  return sources
+
+
+def decode_utf8(data: bytes, label: str) -> str:
+  """Decodes UTF-8 (a leading byte-order mark is dropped).
+
+  Raises:
+    ValueError: naming `label` (the file) and the byte offset, if not valid UTF-8.
+  """
+  try:
+    return data.decode('utf-8-sig')
+  except UnicodeDecodeError as e:
+    raise ValueError(
+        f'{label} is not valid UTF-8 (byte {e.start}: {e.reason}); '
+        'convert it, e.g. with iconv -t UTF-8.'
+    ) from e
+
+
+def content_sha256(contents: Sequence[bytes]) -> str:
+  """Hex sha256 of several byte strings, each framed by its 8-byte length.
+
+  The framing makes moving bytes from one file to the next change the hash (file
+  boundaries are document boundaries).
+  """
+  digest = hashlib.sha256()
+  for data in contents:
+    digest.update(len(data).to_bytes(8, 'big'))
+    digest.update(data)
+  return digest.hexdigest()
+
+
+def make_config(paths: Sequence[str], *, max_chars: int) -> LocalTextConfig:
+  """The config for some local text, named after its content and cleaning parameters.
+
+  The name is ``pydoc_<h>`` or ``files_<h>``, where ``<h>`` is the first 16 hex digits
+  of the sha256 of the source hash, ``max_chars`` and `text.CLEANING_VERSION`.
+
+  Args:
+    paths: UTF-8 text files (any order: they are made absolute and sorted); empty for
+      the embedded ``pydoc`` corpus.
+    max_chars: the longest document, in characters.
+
+  Returns:
+    The config; reading the sources happens here (to hash them) and again in `prepare`.
+
+  Raises:
+    FileNotFoundError: if a file does not exist.
+    ValueError: if a file is not valid UTF-8 (naming it), if the sources hold no text
+      after cleaning (naming them), or if ``max_chars < 1``.
+  """
+  if max_chars < 1:
+    raise ValueError(f'max_chars must be >= 1, got {max_chars}.')
+  paths = tuple(sorted(os.path.abspath(p) for p in paths))
+  sources = read_sources(paths)
+  if not any(text.clean_text(decode_utf8(data, label)).strip() for label, data in sources):
+    labels = ', '.join(label for label, _ in sources[:3]) + (' ...' if len(sources) > 3 else '')
+    raise ValueError(f'{labels}: no text (empty, or only whitespace and markup rules).')
+  source_sha256 = content_sha256([data for _, data in sources])
+  key = f'{source_sha256}|max_chars={max_chars}|cleaning={text.CLEANING_VERSION}'
+  name_hash = hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]
+  return LocalTextConfig(
+      name=f'{"files" if paths else PYDOC}_{name_hash}',
+      description=f'{len(sources)} source(s), max_chars={max_chars}',
+      paths=paths,
+      max_chars=max_chars,
+      source_sha256=source_sha256,
+  )
+
+
+@contextlib.contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+  """Holds an exclusive advisory lock on `path` (released if the process dies)."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'a') as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove_incomplete(builder: LocalText) -> None:
+  """Deletes temporary directories left by a preparation that was killed.
+
+  TFDS writes into ``incomplete.<random>_<version>`` beside the final directory; only
+  call this while holding the config's lock, when no other process is writing one.
+  """
+  for path in builder.data_path.parent.glob(f'incomplete.*_{builder.version}'):
+    path.rmtree(missing_ok=True)
+
+
+def prepare(config: LocalTextConfig, *, data_dir: str | os.PathLike) -> LocalText:
+  """Prepares `config` under `data_dir` once, with no network; returns its builder.
+
+  Safe to call from several processes at once: the first prepares while the others
+  wait on a lock file (``<data_dir>/.locks/``), then all read the same files.
+
+  Args:
+    config: from `make_config`.
+    data_dir: the TFDS data directory; the dataset goes to
+      ``<data_dir>/local_text/<config.name>/1.0.0``.
+
+  Returns:
+    A prepared builder; read it with `read_documents` or ``as_data_source``.
+  """
+  data_dir = os.fspath(data_dir)
+  lock = os.path.join(data_dir, '.locks', f'{NAME}-{config.name}.lock')
+  with _file_lock(lock):
+    builder = LocalText(config=config, data_dir=data_dir)
+    if not builder.is_prepared():
+      _remove_incomplete(builder)
+      builder.download_and_prepare(
+          file_format='array_record',
+          download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+      )
+  return builder
+
+
+def read_documents(builder: tfds.core.DatasetBuilder) -> list[str]:
+  """Reads every document of a prepared ``local_text`` builder, in source order.
+
+  Args:
+    builder: from `prepare`, or ``tfds.builder('local_text/<config name>')``.
+
+  Returns:
+    The documents of the ``train`` split.
+  """
+  source = builder.as_data_source(split='train')
+  documents = []
+  for start in range(0, len(source), _READ_CHUNK):
+    keys = range(start, min(start + _READ_CHUNK, len(source)))
+    documents.extend(ex['text'].decode('utf-8') for ex in source.__getitems__(keys))
+  return documents

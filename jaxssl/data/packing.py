@@ -1,0 +1,75 @@
+"""Packing tokenized documents into fixed-length rows ("full sentences" packing).
+
+As in RoBERTa (Liu et al., 2019, arXiv:1907.11692, Sec. 4.2 "FULL-SENTENCES"): the
+documents, each followed by [SEP], form one token stream that is cut into rows without
+regard to document boundaries, so no position is wasted on padding except in the last
+row. Each row starts with [CLS], as in BERT (Devlin et al., 2019, arXiv:1810.04805).
+
+Example with ``seq_len=5`` (C=[CLS], S=[SEP], P=[PAD]) and documents [a b c], [d e]:
+
+  stream      a b c S d e S
+  tokens      [C a b c S]  [C d e S P]
+  segment_ids [1 1 1 1 1]  [1 1 1 1 0]
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def pack_documents(
+    docs: Sequence[np.ndarray], *, seq_len: int, cls_id: int, sep_id: int, pad_id: int
+) -> dict[str, np.ndarray]:
+  """Packs documents into rows of `seq_len` tokens.
+
+  The documents, each followed by `sep_id`, are concatenated into one stream (empty
+  documents are skipped); the stream is cut into rows of ``seq_len - 1`` tokens and
+  `cls_id` is prepended to each row; the last row is padded with `pad_id`.
+
+  Args:
+    docs: token ids of each document, int [n_i].
+    seq_len: L, tokens per row, including [CLS].
+    cls_id: id put first in every row.
+    sep_id: id put after every document.
+    pad_id: id filling the end of the last row.
+
+  Returns:
+    ``tokens``: int32 [N, L], N = ceil(stream length / (L - 1)).
+    ``segment_ids``: int32 [N, L]: for each token, the 1-based index within its row
+      of the document it belongs to (a document's [SEP] belongs to it; [CLS] gets the
+      id of the row's first document, i.e. 1); 0 for padding.
+
+  Raises:
+    ValueError: if ``seq_len < 3`` or every document is empty.
+  """
+  if seq_len < 3:
+    raise ValueError(f'seq_len must be >= 3 ([CLS], a token, [SEP]), got {seq_len}.')
+  docs = [np.asarray(d).reshape(-1) for d in docs]
+  docs = [d for d in docs if d.size]
+  if not docs:
+    raise ValueError('pack_documents: no tokens (every document is empty).')
+  stream = np.concatenate([np.append(d, sep_id) for d in docs]).astype(np.int32)
+  doc_index = np.repeat(np.arange(len(docs)), [d.size + 1 for d in docs])
+  width = seq_len - 1
+  num_rows = -(-stream.size // width)
+  padding = num_rows * width - stream.size
+  stream = np.pad(stream, (0, padding), constant_values=pad_id).reshape(num_rows, width)
+  doc_index = np.pad(doc_index, (0, padding), constant_values=-1).reshape(num_rows, width)
+  # The stream is in document order, so a row's first token has its smallest index.
+  segments = np.where(doc_index >= 0, doc_index - doc_index[:, :1] + 1, 0)
+  tokens = np.concatenate([np.full((num_rows, 1), cls_id, np.int32), stream], axis=1)
+  segment_ids = np.concatenate([np.ones((num_rows, 1), np.int64), segments], axis=1)
+  return {'tokens': tokens, 'segment_ids': segment_ids.astype(np.int32)}
+
+
+def count_real_tokens(tokens: np.ndarray, *, pad_id: int) -> int:
+  """The number of non-padding tokens ([CLS] and [SEP] included).
+
+  Args:
+    tokens: int [..., L].
+    pad_id: the padding id.
+
+  Returns:
+    The count, a Python int.
+  """
+  return int(np.count_nonzero(np.asarray(tokens) != pad_id))

@@ -1,0 +1,216 @@
+"""A deterministic SentencePiece (unigram) vocabulary with fixed special ids.
+
+Ids below `NUM_SPECIAL` are the specials, the same in every vocabulary:
+
+  ======  =========  ===========================================
+  id      piece      use
+  ======  =========  ===========================================
+  0       [PAD]      padding (`PAD_ID`)
+  1       [UNK]      unknown pieces (`UNK_ID`)
+  2       [CLS]      first token of every packed row (`CLS_ID`)
+  3       [SEP]      end of every document (`SEP_ID`)
+  4       [MASK]     masked-LM corruption (`MASK_ID`)
+  ======  =========  ===========================================
+
+Every id >= `NUM_SPECIAL` is an ordinary piece. Training is byte-for-byte reproducible
+across processes (one thread, no sampling or shuffling of the input), which matters
+because the vocabulary is cached on disk and shared by restarts and processes.
+"""
+
+import io
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import sentencepiece as spm
+
+PAD_ID = 0
+UNK_ID = 1
+CLS_ID = 2
+SEP_ID = 3
+MASK_ID = 4
+NUM_SPECIAL = 5
+SPECIAL_PIECES = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
+
+# SentencePiece drops training sentences longer than this many bytes; documents are
+# fed line by line, and a line is at most `max_document_chars` (<= 4 bytes a char).
+_MAX_SENTENCE_BYTES = 1 << 16
+_SEED = 0
+_WORD_START = '\u2581'  # '▁', SentencePiece's mark of a piece that starts a word.
+
+
+def _lines(documents: Sequence[str]) -> Iterator[str]:
+  """Yields the non-empty lines of every document, in order."""
+  for document in documents:
+    for line in document.split('\n'):
+      if line.strip():
+        yield line
+
+
+def _train_model_proto(documents: Sequence[str], vocab_size: int) -> bytes:
+  """Trains a unigram model in memory; returns the serialized ModelProto."""
+  spm.set_random_generator_seed(_SEED)
+  model = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=_lines(documents),
+      model_writer=model,
+      model_type='unigram',
+      vocab_size=vocab_size,
+      # Small corpora cannot fill a large vocabulary: allow fewer pieces.
+      hard_vocab_limit=False,
+      pad_id=PAD_ID,
+      unk_id=UNK_ID,
+      bos_id=-1,
+      eos_id=-1,
+      pad_piece=SPECIAL_PIECES[PAD_ID],
+      unk_piece=SPECIAL_PIECES[UNK_ID],
+      control_symbols=list(SPECIAL_PIECES[CLS_ID:]),
+      # Determinism: the model differs between thread counts; read every sentence in
+      # order, no sampling and no shuffling.
+      num_threads=1,
+      input_sentence_size=0,
+      shuffle_input_sentence=False,
+      max_sentence_length=_MAX_SENTENCE_BYTES,
+      character_coverage=0.9995,
+      minloglevel=2,
+  )
+  return model.getvalue()
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+  """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
+  directory = os.path.dirname(path) or '.'
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.model')
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      f.write(data)
+    os.replace(tmp_path, path)
+  except BaseException:
+    if os.path.exists(tmp_path):
+      os.remove(tmp_path)
+    raise
+
+
+def train_tokenizer(
+    documents: Sequence[str], *, vocab_size: int, model_path: str | os.PathLike
+) -> None:
+  """Trains a SentencePiece unigram vocabulary and writes it to `model_path`.
+
+  Deterministic: the same documents give a byte-identical file in any process. The
+  vocabulary limit is soft: a corpus too small for `vocab_size` pieces gets fewer
+  (read `Tokenizer.vocab_size`). Lines are the training sentences; SentencePiece
+  normalises them with its ``nmt_nfkc`` rule (whitespace runs become one space).
+
+  Args:
+    documents: training text; each document's non-empty lines are used.
+    vocab_size: the number of pieces wanted, specials included (> `NUM_SPECIAL`).
+    model_path: the ``.model`` file to write (atomically: temporary file + rename).
+
+  Raises:
+    ValueError: if ``vocab_size <= NUM_SPECIAL`` or the documents hold no text.
+  """
+  if vocab_size <= NUM_SPECIAL:
+    raise ValueError(f'vocab_size must be > {NUM_SPECIAL}, got {vocab_size}.')
+  if not any(True for _ in _lines(documents)):
+    raise ValueError('train_tokenizer: the documents hold no text.')
+  _write_atomic(os.fspath(model_path), _train_model_proto(documents, vocab_size))
+
+
+def _load_processor(path: str) -> spm.SentencePieceProcessor:
+  """Loads a model file, checking the special pieces sit at their fixed ids."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'No tokenizer model at {path}.')
+  processor = spm.SentencePieceProcessor()
+  try:
+    processor.load(model_file=path)
+  except (OSError, RuntimeError) as e:
+    raise ValueError(f'{path} is not a SentencePiece model: {e}') from e
+  num_found = min(NUM_SPECIAL, processor.get_piece_size())
+  found = tuple(processor.id_to_piece(i) for i in range(num_found))
+  if found != SPECIAL_PIECES:
+    raise ValueError(
+        f'{path}: special pieces {found} at ids 0-{NUM_SPECIAL - 1}, expected '
+        f'{SPECIAL_PIECES}; it was not made by train_tokenizer.'
+    )
+  return processor
+
+
+class Tokenizer:
+  """Encodes documents to int32 ids and back with a trained SentencePiece model.
+
+  Attributes:
+    model_path: the model file.
+    vocab_size: V, the number of ids (specials included); may be below the
+      ``vocab_size`` asked of `train_tokenizer` for a small corpus.
+    word_start: bool [V]: True where the piece starts a word (begins with '▁');
+      False for the specials. Whole-word masking groups a word-start piece with the
+      pieces after it.
+  """
+
+  def __init__(self, model_path: str | os.PathLike):
+    """Loads `model_path`.
+
+    Raises:
+      FileNotFoundError: if the file does not exist (naming it).
+      ValueError: if it is not a SentencePiece model with this module's specials.
+    """
+    self.model_path = os.fspath(model_path)
+    self._processor = _load_processor(self.model_path)
+    self.vocab_size = self._processor.get_piece_size()
+    pieces = [self._processor.id_to_piece(i) for i in range(self.vocab_size)]
+    self.word_start = np.array([p.startswith(_WORD_START) for p in pieces], dtype=bool)
+    self.word_start[:NUM_SPECIAL] = False
+
+  def encode(self, documents: Sequence[str]) -> list[np.ndarray]:
+    """Encodes documents into pieces; no special ids are added.
+
+    Args:
+      documents: N strings (newlines are treated as spaces).
+
+    Returns:
+      N int32 arrays [n_i] of ids in [0, V); ids >= `NUM_SPECIAL` except `UNK_ID`.
+    """
+    ids = self._processor.encode(list(documents), out_type=int)
+    return [np.asarray(x, dtype=np.int32) for x in ids]
+
+  def decode(self, ids) -> str:
+    """Decodes ids into text, dropping special ids ([PAD], [CLS], [MASK], ...).
+
+    Args:
+      ids: int [n] (list or array) of ids in [0, V).
+
+    Returns:
+      The text (whitespace normalised as by SentencePiece).
+
+    Raises:
+      ValueError: if `ids` is not 1-D or holds an id outside [0, V).
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.ndim != 1:
+      raise ValueError(f'decode takes ids of shape [n], got {ids.shape}.')
+    if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+      raise ValueError(f'ids must be in [0, {self.vocab_size}), got {ids.min()}..{ids.max()}.')
+    return self._processor.decode(ids[ids >= NUM_SPECIAL].tolist())
+
+
+def load_or_train(
+    documents: Sequence[str], *, vocab_size: int, model_path: str | os.PathLike
+) -> Tokenizer:
+  """Loads `model_path` if it exists (a restarted run), else trains it first.
+
+  The cached file is reused as is: key `model_path` on the corpus hash and
+  `vocab_size` so that a different corpus never reuses an old vocabulary.
+
+  Args:
+    documents: training text, used only if the model must be trained.
+    vocab_size: see `train_tokenizer`.
+    model_path: the ``.model`` file.
+
+  Returns:
+    The tokenizer.
+  """
+  if not os.path.isfile(model_path):
+    train_tokenizer(documents, vocab_size=vocab_size, model_path=model_path)
+  return Tokenizer(model_path)

@@ -1,0 +1,261 @@
+"""Transformer encoder/decoder shared by the masked (BERT) and causal (GPT) language models.
+
+One block with a ``causal`` switch and a ``pre_norm`` switch:
+  * BERT (Devlin et al. 2019, arXiv:1810.04805): post-LayerNorm, bidirectional attention with
+    a padding mask, embedding LayerNorm, MLM head tied to the token embedding.
+  * GPT-2 (Radford et al. 2019): pre-LayerNorm, causal attention, final LayerNorm.
+
+Layer names follow BERT's (query/key/value fused into ``qkv``) so weights map one-to-one onto
+``transformers.BertForMaskedLM`` for reference checks. Parameters, the residual stream,
+LayerNorm, softmax and attention are float32; ``dtype='bfloat16'`` feeds the dense layers'
+matmuls bf16 inputs with float32 accumulation (about twice the f32 rate on CPU, and the
+tensor-core path on accelerators).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# Size presets. mini/small follow the compact BERT sizes of Turc et al. 2019
+# (arXiv:1908.08962); base is BERT-base.
+PRESETS = {
+    'tiny': dict(num_layers=2, width=32, num_heads=2, mlp_dim=64),
+    'mini': dict(num_layers=4, width=256, num_heads=4, mlp_dim=1024),
+    'small': dict(num_layers=4, width=512, num_heads=8, mlp_dim=2048),
+    'base': dict(num_layers=12, width=768, num_heads=12, mlp_dim=3072),
+}
+
+_INIT_STD = 0.02  # BERT's initializer_range.
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+  """Hyperparameters of a Transformer stack.
+
+  Attributes:
+    vocab_size: V, number of token ids.
+    max_len: longest sequence the position embedding covers.
+    num_layers, width, num_heads, mlp_dim: depth, D, H and F.
+    dropout_rate: dropout on embeddings, attention output and MLP output (BERT's
+      hidden_dropout_prob); attention probabilities are not dropped.
+    causal: attend only to earlier positions (GPT) instead of the whole row (BERT).
+    pre_norm: LayerNorm before each sub-layer plus a final LayerNorm (GPT-2) instead of
+      after each residual plus an embedding LayerNorm (BERT).
+    type_vocab_size: number of segment (token type) embeddings; 0 disables them.
+    layer_norm_eps: LayerNorm epsilon (BERT uses 1e-12).
+    dtype: matmul input dtype name, 'float32' or 'bfloat16' (accumulation is float32).
+  """
+  vocab_size: int
+  max_len: int
+  num_layers: int
+  width: int
+  num_heads: int
+  mlp_dim: int
+  dropout_rate: float = 0.1
+  causal: bool = False
+  pre_norm: bool = False
+  type_vocab_size: int = 0
+  layer_norm_eps: float = 1e-12
+  dtype: str = 'float32'
+
+  @classmethod
+  def from_preset(cls, preset: str, **overrides) -> 'TransformerConfig':
+    """Builds a config from a size preset name ('tiny', 'mini', 'small', 'base').
+
+    Raises:
+      ValueError: unknown preset.
+    """
+    if preset not in PRESETS:
+      raise ValueError(f'model.preset={preset!r} is not one of {sorted(PRESETS)}')
+    return cls(**PRESETS[preset], **overrides)
+
+
+def _dense(cfg: TransformerConfig, din: int, dout: int, rngs: nnx.Rngs) -> nnx.Linear:
+  # bf16 inputs with f32 accumulation: on CPU about 2x the f32 matmul rate, where bf16 in and
+  # out is slower than f32 (see benchmarks/); outputs return to the compute dtype.
+  return nnx.Linear(din, dout, dtype=jnp.dtype(cfg.dtype), preferred_element_type=jnp.float32,
+                    kernel_init=nnx.initializers.normal(_INIT_STD), rngs=rngs)
+
+
+def _norm(cfg: TransformerConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
+  # Statistics in float32 even for bf16 compute.
+  return nnx.LayerNorm(cfg.width, epsilon=cfg.layer_norm_eps, dtype=jnp.float32, rngs=rngs)
+
+
+class SelfAttention(nnx.Module):
+  """Multi-head self-attention (Vaswani et al. 2017) on ``jax.nn.dot_product_attention``."""
+
+  def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+    if cfg.width % cfg.num_heads:
+      raise ValueError(f'model width {cfg.width} is not divisible by num_heads {cfg.num_heads}')
+    self.num_heads = cfg.num_heads
+    self.causal = cfg.causal
+    self.qkv = _dense(cfg, cfg.width, 3 * cfg.width, rngs)
+    self.out = _dense(cfg, cfg.width, cfg.width, rngs)
+
+  def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """x: [B, L, D]; mask: bool broadcastable to [B, H, L, L] (True = may attend) or None."""
+    b, l, d = x.shape
+    qkv = self.qkv(x).reshape(b, l, 3, self.num_heads, d // self.num_heads)  # [B, L, 3, H, Dh]
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    y = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=self.causal)  # [B, L, H, Dh]
+    return self.out(y.reshape(b, l, d))
+
+
+class Mlp(nnx.Module):
+  """Position-wise feed-forward layer with exact (erf) GELU, as BERT and GPT-2 use."""
+
+  def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+    self.fc1 = _dense(cfg, cfg.width, cfg.mlp_dim, rngs)
+    self.fc2 = _dense(cfg, cfg.mlp_dim, cfg.width, rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+
+
+class Block(nnx.Module):
+  """One Transformer layer; post-norm (BERT) or pre-norm (GPT-2) per ``cfg.pre_norm``."""
+
+  def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+    self.pre_norm = cfg.pre_norm
+    self.attention = SelfAttention(cfg, rngs=rngs)
+    self.attention_norm = _norm(cfg, rngs)
+    self.mlp = Mlp(cfg, rngs=rngs)
+    self.mlp_norm = _norm(cfg, rngs)
+    self.dropout = nnx.Dropout(cfg.dropout_rate)
+
+  def __call__(self, x, mask, *, train: bool, rng_dropout: jax.Array | None):
+    """x: [B, L, D] -> [B, L, D]. ``rng_dropout`` is required when train and dropout > 0."""
+    keys = jax.random.split(rng_dropout, 2) if rng_dropout is not None else (None, None)
+    drop = lambda y, key: self.dropout(y, deterministic=not train, rngs=key)
+    if self.pre_norm:
+      x = x + drop(self.attention(self.attention_norm(x), mask), keys[0])
+      return x + drop(self.mlp(self.mlp_norm(x)), keys[1])
+    x = self.attention_norm(x + drop(self.attention(x, mask), keys[0]))
+    return self.mlp_norm(x + drop(self.mlp(x), keys[1]))
+
+
+def attention_mask(padding_mask: jax.Array | None,
+                   segment_ids: jax.Array | None = None) -> jax.Array | None:
+  """Boolean attention mask [B, 1, L, L] (or [B, 1, 1, L]) from the inputs' validity.
+
+  Args:
+    padding_mask: bool [B, L], True at real tokens; keys at False are never attended.
+    segment_ids: int32 [B, L] or None; when given, a query attends only keys of its own
+      segment (packed documents never see each other).
+
+  Returns:
+    None when neither is given, else a bool mask broadcastable to [B, H, L, L].
+  """
+  mask = None
+  if padding_mask is not None:
+    mask = padding_mask[:, None, None, :]  # [B, 1, 1, L]
+  if segment_ids is not None:
+    same = segment_ids[:, None, :, None] == segment_ids[:, None, None, :]  # [B, 1, L, L]
+    mask = same if mask is None else mask & same
+  return mask
+
+
+class Transformer(nnx.Module):
+  """Token + position (+ segment) embeddings followed by ``num_layers`` blocks.
+
+  ``__call__`` returns the final hidden states [B, L, D] (float32) and a dict of
+  intermediates (``'embeddings'`` and ``'block_<i>'``, each [B, L, D]) for probes.
+  """
+
+  def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    emb_init = nnx.initializers.normal(_INIT_STD)
+    self.token_embed = nnx.Embed(cfg.vocab_size, cfg.width, embedding_init=emb_init, rngs=rngs)
+    self.position_embed = nnx.Embed(cfg.max_len, cfg.width, embedding_init=emb_init, rngs=rngs)
+    self.type_embed = (nnx.Embed(cfg.type_vocab_size, cfg.width, embedding_init=emb_init,
+                                 rngs=rngs) if cfg.type_vocab_size else None)
+    self.embed_norm = None if cfg.pre_norm else _norm(cfg, rngs)
+    self.final_norm = _norm(cfg, rngs) if cfg.pre_norm else None
+    self.dropout = nnx.Dropout(cfg.dropout_rate)
+    self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+
+  def __call__(self, tokens: jax.Array, *, padding_mask: jax.Array | None = None,
+               segment_ids: jax.Array | None = None, type_ids: jax.Array | None = None,
+               train: bool = False, rng_dropout: jax.Array | None = None):
+    """Encodes a batch of token rows.
+
+    Args:
+      tokens: int32 [B, L] token ids, L <= max_len.
+      padding_mask: bool [B, L], True at real tokens (keys at False are not attended).
+      segment_ids: int32 [B, L] packed-document ids; attention stays within a document.
+      type_ids: int32 [B, L] BERT token types (needs type_vocab_size > 0).
+      train: apply dropout (then ``rng_dropout`` must be a key).
+      rng_dropout: PRNG key for dropout, derived by the caller per step.
+
+    Returns:
+      (hidden [B, L, D] float32, intermediates dict of [B, L, D]).
+
+    Raises:
+      ValueError: L > max_len, or train with dropout but no key.
+    """
+    cfg = self.cfg
+    if tokens.shape[1] > cfg.max_len:
+      raise ValueError(f'sequence length {tokens.shape[1]} exceeds model max_len {cfg.max_len}')
+    if train and cfg.dropout_rate > 0 and rng_dropout is None:
+      raise ValueError('train=True with dropout needs rng_dropout')
+    keys = (list(jax.random.split(rng_dropout, cfg.num_layers + 1)) if rng_dropout is not None
+            else [None] * (cfg.num_layers + 1))
+    x = self.token_embed(tokens) + self.position_embed(jnp.arange(tokens.shape[1]))[None]
+    if self.type_embed is not None:
+      x = x + self.type_embed(jnp.zeros_like(tokens) if type_ids is None else type_ids)
+    if self.embed_norm is not None:
+      x = self.embed_norm(x)
+    x = self.dropout(x, deterministic=not train, rngs=keys[0])
+    mask = attention_mask(padding_mask, segment_ids)
+    intermediates = {'embeddings': x}
+    for i, block in enumerate(self.blocks):
+      x = block(x, mask, train=train, rng_dropout=keys[i + 1])
+      intermediates[f'block_{i}'] = x
+    if self.final_norm is not None:
+      x = self.final_norm(x)
+    return x, intermediates
+
+
+class MaskedLM(nnx.Module):
+  """BERT masked language model: Transformer encoder + MLM head tied to the token embedding.
+
+  The head (BERT's ``cls.predictions``) is dense -> GELU -> LayerNorm -> ``h @ E^T + b``;
+  it is applied only at the gathered prediction positions, so its cost scales with P, not L.
+  """
+
+  def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+    if cfg.causal:
+      raise ValueError('MaskedLM needs a bidirectional (causal=False) Transformer')
+    self.encoder = Transformer(cfg, rngs=rngs)
+    self.transform = _dense(cfg, cfg.width, cfg.width, rngs)
+    self.transform_norm = _norm(cfg, rngs)
+    self.output_bias = nnx.Param(jnp.zeros((cfg.vocab_size,), jnp.float32))
+
+  def __call__(self, tokens: jax.Array, positions: jax.Array, *,
+               padding_mask: jax.Array | None = None, train: bool = False,
+               rng_dropout: jax.Array | None = None) -> jax.Array:
+    """Logits at the prediction positions.
+
+    Args:
+      tokens: int32 [B, L] (masked) input ids.
+      positions: int32 [B, P] positions whose tokens are predicted.
+      padding_mask: bool [B, L], True at real tokens.
+      train, rng_dropout: as for ``Transformer``.
+
+    Returns:
+      float32 logits [B, P, V].
+    """
+    hidden, _ = self.encoder(tokens, padding_mask=padding_mask, train=train,
+                             rng_dropout=rng_dropout)  # [B, L, D]
+    picked = jnp.take_along_axis(hidden, positions[..., None], axis=1)  # [B, P, D]
+    h = self.transform_norm(jax.nn.gelu(self.transform(picked), approximate=False))
+    embedding = self.encoder.token_embed.embedding[...]
+    logits = jnp.einsum('bpd,vd->bpv', h.astype(self.encoder.cfg.dtype),
+                        embedding.astype(self.encoder.cfg.dtype),
+                        preferred_element_type=jnp.float32)  # [B, P, V]
+    return logits + self.output_bias[...]

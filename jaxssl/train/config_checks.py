@@ -1,0 +1,111 @@
+"""Config validation helpers: each raises ValueError naming the dotted field.
+
+Experiments call these before loading data or compiling anything, so a bad value costs
+milliseconds and the message says which ``--config.<field>`` to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+
+import ml_collections
+import orbax.checkpoint as ocp
+
+# Fields that may differ between a checkpoint and the config resuming it.
+RESUMABLE_CHANGES = ('num_train_steps', 'log_every_steps', 'eval_every_steps',
+                     'checkpoint_every_steps', 'max_checkpoints_to_keep')
+
+
+def get(config: ml_collections.ConfigDict, field: str):
+  """Value of a dotted field such as 'optim.learning_rate'."""
+  value = config
+  for part in field.split('.'):
+    value = value[part]
+  return value
+
+
+def _each(config, fields, ok, what):
+  for field in fields:
+    value = get(config, field)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+      raise ValueError(f'{field}={value!r} must be {what}')
+
+
+def positive(config, *fields: str) -> None:
+  """Each field is an int >= 1."""
+  _each(config, fields, lambda v: isinstance(v, int) and v >= 1, 'an integer >= 1')
+
+
+def non_negative(config, *fields: str) -> None:
+  """Each field is a number >= 0."""
+  _each(config, fields, lambda v: v >= 0, '>= 0')
+
+
+def positive_float(config, *fields: str) -> None:
+  """Each field is a number > 0."""
+  _each(config, fields, lambda v: v > 0, '> 0')
+
+
+def in_unit_interval(config, *fields: str) -> None:
+  """Each field is a number in [0, 1]."""
+  _each(config, fields, lambda v: 0 <= v <= 1, 'in [0, 1]')
+
+
+def in_open_unit_interval(config, *fields: str) -> None:
+  """Each field is a number in (0, 1)."""
+  _each(config, fields, lambda v: 0 < v < 1, 'in (0, 1)')
+
+
+def one_of(config, field: str, choices: Iterable[str]) -> None:
+  """The field's value is one of ``choices``."""
+  choices = sorted(choices)
+  if get(config, field) not in choices:
+    raise ValueError(f'{field}={get(config, field)!r} must be one of {choices}')
+
+
+def _flatten(d: dict, prefix: str = '') -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+  """Dotted fields whose values differ, ignoring ``RESUMABLE_CHANGES``."""
+  a, b = _flatten(saved), _flatten(current)
+  return sorted(f for f in set(a) | set(b)
+                if f not in RESUMABLE_CHANGES and a.get(f) != b.get(f))
+
+
+def check_workdir(manager: ocp.CheckpointManager, experiment: str,
+                  config: ml_collections.ConfigDict) -> None:
+  """Refuses to resume a workdir written by another experiment or an incompatible config.
+
+  Reads the JSON ``meta`` of the newest checkpoint that has one (damaged ones are skipped
+  here and reported by the restore).
+
+  Raises:
+    ValueError: naming the other experiment, or every differing config field with both
+      values.
+  """
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning('could not read the meta of checkpoint %s: %s', step, e)
+      continue
+    if meta.get('experiment') != experiment:
+      raise ValueError(f'workdir {manager.directory} holds checkpoints of experiment '
+                       f'{meta.get("experiment")!r}, not {experiment!r}: use another --workdir')
+    diffs = config_differences(meta.get('config', {}), config.to_dict())
+    if diffs:
+      a, b = _flatten(meta.get('config', {})), _flatten(config.to_dict())
+      details = ', '.join(f'{f}: {a.get(f)!r} in the checkpoint vs {b.get(f)!r} now'
+                          for f in diffs)
+      raise ValueError(f'workdir {manager.directory} was trained with another config '
+                       f'({details}); use another --workdir or the same values')
+    return

@@ -1,0 +1,110 @@
+"""The flat training loop every experiment calls (or forks).
+
+It owns the cadences (log, eval, checkpoint), the host-side metric bookkeeping and the
+checks; the experiment owns the model, the step and the data. The loop never syncs with the
+device between log points: per-step metrics stay device arrays until they are written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from clu import metric_writers, periodic_actions
+
+from jaxssl.train import checkpoint
+
+
+class SimulatedFault(RuntimeError):
+  """Raised by the loop's ``fail_at_step`` hook (tests of interruption and resume)."""
+
+
+@dataclasses.dataclass
+class Cadence:
+  """How often the loop does its periodic work, in optimizer steps (0 = only at the end)."""
+  num_train_steps: int
+  log_every_steps: int
+  eval_every_steps: int
+  checkpoint_every_steps: int
+
+  def due(self, every: int, step: int) -> bool:
+    return step == self.num_train_steps or (every > 0 and step % every == 0)
+
+
+def _flush(pending: list[tuple[int, dict]], writer, *, elapsed_s: float,
+           tokens_per_step: int) -> dict[str, float]:
+  """Moves pending per-step metrics to the host, checks them and writes their means."""
+  steps = [s for s, _ in pending]
+  values = jax.device_get([m for _, m in pending])
+  for step, m in zip(steps, values):
+    for name, v in m.items():
+      if not np.all(np.isfinite(v)):
+        raise FloatingPointError(f'non-finite train/{name}={v} at step {step}; the last '
+                                 'checkpoint before it is kept untouched')
+  summary = {name: float(np.mean([m[name] for m in values])) for name in values[0]}
+  if 'learning_rate' in summary:
+    summary['learning_rate'] = float(values[-1]['learning_rate'])
+  summary['steps_per_sec'] = len(steps) / elapsed_s
+  summary['tokens_per_sec'] = len(steps) * tokens_per_step / elapsed_s
+  writer.write_scalars(steps[-1], {f'train/{k}': v for k, v in summary.items()})
+  return summary
+
+
+def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: jax.Array,
+        cadence: Cadence, writer: metric_writers.MetricWriter, manager,
+        meta: dict, eval_fn: Callable[[Any, int], dict[str, float]] | None = None,
+        tokens_per_step: int = 0, fail_at_step: int | None = None):
+  """Trains from ``state.step`` to ``cadence.num_train_steps``.
+
+  Args:
+    state: a TrainState (fresh or restored), already on the mesh.
+    train_step: jitted ``(state, batch, rng) -> (state, metrics)``; metrics are scalars.
+    get_batch: ``step -> batch`` of global arrays on the mesh (a pure function of the step).
+    rng: the run's root key; the step derives its per-step keys from it and ``state.step``.
+    cadence: log/eval/checkpoint periods.
+    writer: CLU writer; train metrics go out as ``train/<name>``.
+    manager: Orbax CheckpointManager (see ``checkpoint.make_manager``).
+    meta: JSON-able dict saved with each checkpoint.
+    eval_fn: ``(state, step) -> {name: value}``; written as ``eval/<name>``.
+    tokens_per_step: tokens per global batch, for ``train/tokens_per_sec``.
+    fail_at_step: test hook: raise ``SimulatedFault`` right after this step's work.
+
+  Returns:
+    (state, last_eval): the final state and the metrics of the last evaluation (or {}).
+
+  Raises:
+    FloatingPointError: a non-finite train metric, naming the step. Metrics are checked at
+      every log point and before every checkpoint, so no checkpoint holds a diverged state.
+  """
+  first = int(jax.device_get(state.step))
+  report = periodic_actions.ReportProgress(num_train_steps=cadence.num_train_steps,
+                                           writer=writer, every_secs=30)
+  pending, last_eval = [], {}
+  t_log = time.perf_counter()
+  for step in range(first, cadence.num_train_steps):
+    state, metrics = train_step(state, get_batch(step), rng)
+    done = step + 1
+    pending.append((done, metrics))
+    report(done)
+    checkpoint_due = cadence.due(cadence.checkpoint_every_steps, done)
+    if pending and (cadence.due(cadence.log_every_steps, done) or checkpoint_due):
+      now = time.perf_counter()
+      _flush(pending, writer, elapsed_s=now - t_log, tokens_per_step=tokens_per_step)
+      pending, t_log = [], now
+    if eval_fn is not None and cadence.due(cadence.eval_every_steps, done):
+      with report.timed('eval'):
+        last_eval = eval_fn(state, done)
+      writer.write_scalars(done, {f'eval/{k}': v for k, v in last_eval.items()})
+      t_log = time.perf_counter()
+    if checkpoint_due:
+      checkpoint.save(manager, done, state, meta)
+    if fail_at_step is not None and done == fail_at_step:
+      raise SimulatedFault(f'simulated fault after step {done}')
+  writer.flush()
+  manager.wait_until_finished()
+  logging.info('training finished at step %d', cadence.num_train_steps)
+  return state, last_eval

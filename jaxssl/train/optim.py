@@ -1,0 +1,66 @@
+"""Optimizers: AdamW with warmup + decay, weight-decay masks, clipping, accumulation.
+
+Follows BERT's recipe (Devlin et al. 2019, appendix A.2): Adam with decoupled weight decay
+(Loshchilov & Hutter 2019), linear warmup then linear decay, no decay on biases and LayerNorm.
+"""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+import optax
+
+# Parameter leaves never weight-decayed: biases (any name ending in 'bias', e.g. the MLM
+# head's output_bias) and LayerNorm scales and offsets.
+NO_DECAY_SUFFIXES = ('bias', 'scale')
+
+
+def make_schedule(optim: ml_collections.ConfigDict, num_train_steps: int) -> optax.Schedule:
+  """Learning rate per step: linear warmup from 0 to ``learning_rate``, then decay.
+
+  ``optim.decay`` is 'linear' (to 0 at ``num_train_steps``), 'cosine' (to 0) or 'constant'.
+  A warmup of 0 starts at the peak rate.
+
+  Raises:
+    ValueError: unknown ``optim.decay``.
+  """
+  peak, warmup = optim.learning_rate, optim.warmup_steps
+  decay_steps = max(num_train_steps - warmup, 1)
+  if optim.decay == 'linear':
+    decay = optax.linear_schedule(peak, 0.0, decay_steps)
+  elif optim.decay == 'cosine':
+    decay = optax.cosine_decay_schedule(peak, decay_steps)
+  elif optim.decay == 'constant':
+    decay = optax.constant_schedule(peak)
+  else:
+    raise ValueError(f"optim.decay={optim.decay!r} must be 'linear', 'cosine' or 'constant'")
+  if warmup == 0:
+    return decay
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
+
+
+def decay_mask(params) -> object:
+  """Pytree of bools like ``params``: True where weight decay applies.
+
+  Every leaf whose name (last path key) ends in one of ``NO_DECAY_SUFFIXES`` — biases and
+  LayerNorm parameters — is excluded; kernels and embeddings are decayed.
+  """
+  def decays(path, _):
+    last = path[-1]
+    name = getattr(last, 'key', getattr(last, 'name', None))
+    return not str(name).endswith(NO_DECAY_SUFFIXES)
+  return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def make_optimizer(optim: ml_collections.ConfigDict,
+                   num_train_steps: int) -> optax.GradientTransformation:
+  """Global-norm clipping followed by AdamW on the schedule of ``make_schedule``.
+
+  Config fields: learning_rate, warmup_steps, decay, weight_decay, b1, b2, eps,
+  grad_clip_norm (0 disables clipping).
+  """
+  adamw = optax.adamw(make_schedule(optim, num_train_steps), b1=optim.b1, b2=optim.b2,
+                      eps=optim.eps, weight_decay=optim.weight_decay, mask=decay_mask)
+  if optim.grad_clip_norm > 0:
+    return optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), adamw)
+  return adamw

@@ -1,0 +1,80 @@
+"""8 simulated CPU devices against 1: the same step, loss and parameters.
+
+Run in its own process (``.ci/run`` does):
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 pytest -m multidevice
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from experiments import mlm_pretrain
+from jaxssl.losses import lm
+from jaxssl.parallel import mesh as mesh_lib
+from jaxssl.parallel import sharding
+
+pytestmark = [
+    pytest.mark.multidevice,
+    pytest.mark.skipif(jax.device_count() < 8, reason='needs 8 devices: set XLA_FLAGS='
+                       '--xla_force_host_platform_device_count=8'),
+]
+
+
+def _mesh(n, fsdp=1):
+  return mesh_lib.make_mesh(ml_collections.ConfigDict({'data': -1, 'fsdp': fsdp}),
+                            devices=jax.devices()[:n])
+
+
+def test_loss_is_normalised_by_the_global_masked_count():
+  # 8 rows, one per device, holding 0, 1, 2, ..., 7 masked positions. V = 2, uniform logits
+  # except row r's first slot puts logit ln 3 on the label: -ln(3/4) there, ln 2 elsewhere.
+  p = 8
+  weights = (np.arange(p)[None, :] < np.arange(8)[:, None]).astype(np.float32)  # [8, P]
+  logits = np.zeros((8, p, 2), np.float32)
+  logits[:, 0, 0] = math.log(3.0)
+  labels = np.zeros((8, p), np.int32)
+  count = weights.sum()  # 28
+  expected = ((count - 7) * math.log(2) - 7 * math.log(0.75)) / count
+  mesh = _mesh(8)
+  shard = NamedSharding(mesh, P(sharding.BATCH_AXES))
+  args = [jax.device_put(x, shard) for x in (logits, labels, weights)]
+  total, n = jax.jit(lm.masked_lm_loss)(*args)
+  assert float(n) == 28.0
+  np.testing.assert_allclose(float(total / n), expected, rtol=1e-6)
+  # A mean of per-device means would be different (devices weigh equally, not tokens).
+  per_device = [lm.masked_lm_loss(*(jnp.asarray(x[i:i + 1]) for x in (logits, labels, weights)))
+                for i in range(1, 8)]
+  assert abs(np.mean([t / c for t, c in per_device]) - expected) > 1e-3
+
+
+@pytest.mark.parametrize('fsdp', [1, 2])
+def test_eight_device_step_matches_one_device(tmp_path, fsdp):
+  config = mlm_pretrain.smoke_config()
+  config.data.cache_dir = str(tmp_path / 'cache')
+  config.mesh.fsdp = fsdp
+  data = mlm_pretrain.prepare_data(config, str(tmp_path))
+  vocab = data['tokenizer'].vocab_size
+  batch_np = {'tokens': data['train']['tokens'][:config.global_batch_size]}
+  results = []
+  for n, f in ((1, 1), (8, fsdp)):
+    config.mesh.fsdp = f
+    mesh = _mesh(n, f)
+    graphdef, tx, state, shardings = mlm_pretrain.create_train_state(config, mesh, vocab)
+    step = jax.jit(functools.partial(
+        mlm_pretrain.train_step, graphdef=graphdef, tx=tx, config=config, vocab_size=vocab,
+        word_start=jnp.asarray(data['tokenizer'].word_start)),
+        in_shardings=(shardings, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
+        out_shardings=(shardings, sharding.replicated(mesh)))
+    state, metrics = step(state, sharding.put_batch(batch_np, mesh), jax.random.key(3))
+    state, metrics = step(state, sharding.put_batch(batch_np, mesh), jax.random.key(3))
+    results.append(jax.device_get((state.params, metrics)))
+  (p1, m1), (p8, m8) = results
+  np.testing.assert_allclose(m8['loss'], m1['loss'], rtol=1e-5)
+  assert m8['num_masked'] == m1['num_masked']
+  jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-5, rtol=1e-5), p8, p1)

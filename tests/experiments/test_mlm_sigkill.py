@@ -1,0 +1,73 @@
+"""A real SIGKILL after the step-N checkpoint, then a restart: same result as no kill.
+
+Slow tier (``pytest -m slow``): three processes of ``python -m experiments.mlm_pretrain``.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from experiments import mlm_pretrain
+
+pytestmark = pytest.mark.slow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+N = 150  # checkpoint cadence; the run has 2N steps
+
+
+def _flags(workdir, cache_dir):
+  """Command-line overrides turning the default config into the smoke config (2N steps)."""
+  smoke = mlm_pretrain.smoke_config()
+  smoke.num_train_steps, smoke.checkpoint_every_steps = 2 * N, N
+  smoke.log_every_steps = 50
+  flags = [f'--workdir={workdir}', f'--config.data.cache_dir={cache_dir}']
+
+  def walk(default, ours, prefix):
+    for key, value in ours.items():
+      if hasattr(value, 'items'):
+        walk(default[key], value, f'{prefix}{key}.')
+      elif value != default[key] and value is not None:
+        flags.append(f'--config.{prefix}{key}={value}')
+
+  walk(mlm_pretrain.get_config(), smoke, '')
+  return flags
+
+
+def _start(workdir, cache_dir):
+  return subprocess.Popen([sys.executable, '-m', 'experiments.mlm_pretrain',
+                           *_flags(workdir, cache_dir)], cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _evals(workdir):
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    summary = json.load(f)
+  return {k: v for k, v in summary.items() if k.startswith('eval/')}, summary
+
+
+def test_sigkill_after_checkpoint_then_restart_matches(tmp_path):
+  cache = str(tmp_path / 'cache')
+  reference = _start(str(tmp_path / 'ref'), cache)
+  assert reference.wait(timeout=600) == 0, reference.stderr.read().decode()[-3000:]
+
+  workdir = str(tmp_path / 'killed')
+  proc = _start(workdir, cache)
+  ckpt = os.path.join(workdir, 'checkpoints', str(N))
+  deadline = time.time() + 600
+  while not os.path.isdir(ckpt) and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.01)
+  assert proc.poll() is None, 'the run ended before it could be killed: raise N'
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not os.path.exists(os.path.join(workdir, 'summary.json'))
+
+  restarted = _start(workdir, cache)
+  assert restarted.wait(timeout=600) == 0, restarted.stderr.read().decode()[-3000:]
+  ours, summary = _evals(workdir)
+  assert summary['restored_from_step'] == N
+  assert ours == _evals(str(tmp_path / 'ref'))[0]
