@@ -81,3 +81,37 @@ def test_bad_hyperparameters_raise():
     transformer.TransformerConfig.from_preset('huge', vocab_size=5, max_len=4)
   with pytest.raises(ValueError, match='max_len'):
     transformer.Transformer(_cfg(), rngs=nnx.Rngs(0))(jnp.ones((1, 17), jnp.int32))
+
+
+def test_rotary_scores_depend_only_on_offsets():
+  rng = np.random.default_rng(0)
+  q = jnp.asarray(rng.normal(size=(1, 6, 2, 8)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(1, 6, 2, 8)), jnp.float32)
+  pos = jnp.arange(6)
+
+  def scores(shift):
+    return jnp.einsum('bqhd,bkhd->bhqk', transformer.rotary(q, pos + shift),
+                      transformer.rotary(k, pos + shift))
+
+  np.testing.assert_allclose(scores(0), scores(37), atol=1e-4)
+  # Position 0 is not rotated, and rotations keep every channel pair's norm.
+  np.testing.assert_allclose(transformer.rotary(q, pos)[:, 0], q[:, 0], atol=1e-6)
+  pairs = lambda x: jnp.hypot(x[..., 0::2], x[..., 1::2])
+  np.testing.assert_allclose(pairs(transformer.rotary(q, pos)), pairs(q), atol=1e-5)
+  # Hand-worked: one pair (1, 0) at position 1 with base 10000 and Dh = 2 turns by 1 radian.
+  np.testing.assert_allclose(
+      transformer.rotary(jnp.array([[[[1.0, 0.0]]]]), jnp.array([1]))[0, 0, 0],
+      [np.cos(1.0), np.sin(1.0)], atol=1e-6)
+  with pytest.raises(ValueError, match='even'):
+    transformer.rotary(jnp.ones((1, 2, 1, 3)), jnp.arange(2))
+
+
+def test_rope_model_has_no_position_table_and_keeps_causality():
+  cfg = _cfg(position_encoding='rope', causal=True, pre_norm=True)
+  model = transformer.Transformer(cfg, rngs=nnx.Rngs(0))
+  assert model.position_embed is None
+  tokens = jnp.arange(5, 15)[None]
+  a, b = model(tokens)[0], model(tokens.at[0, 6].set(40))[0]
+  np.testing.assert_allclose(a[:, :6], b[:, :6], atol=1e-6)
+  with pytest.raises(ValueError, match='position_encoding'):
+    transformer.Transformer(_cfg(position_encoding='alibi'), rngs=nnx.Rngs(0))
