@@ -24,7 +24,6 @@ from flax import nnx
 # (arXiv:1908.08962); base is BERT-base.
 PRESETS = {
     'tiny': dict(num_layers=2, width=32, num_heads=2, mlp_dim=64),
-    'micro': dict(num_layers=2, width=128, num_heads=2, mlp_dim=512),
     'mini': dict(num_layers=4, width=256, num_heads=4, mlp_dim=1024),
     'small': dict(num_layers=4, width=512, num_heads=8, mlp_dim=2048),
     'base': dict(num_layers=12, width=768, num_heads=12, mlp_dim=3072),

@@ -114,6 +114,7 @@ def test_workdir_of_another_config_is_refused(reference_run, cache_dir):
     ('method.replace_prob', 0.95, r'replace_prob \+ method.random_prob'),
     ('model.preset', 'huge', 'model.preset'),
     ('model.dtype', 'float16', 'model.dtype'),
+    ('model.position_encoding', 'alibi', 'model.position_encoding'),
     ('model.dropout_rate', 1.0, 'model.dropout_rate'),
     ('optim.decay', 'step', 'optim.decay'),
     ('optim.learning_rate', 0.0, 'optim.learning_rate'),
