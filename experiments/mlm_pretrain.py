@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
+import sys
 import time
 
 import jax
@@ -175,17 +177,46 @@ def _sha256(path: str) -> str:
     return hashlib.sha256(f.read()).hexdigest()
 
 
-def prepare_data(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def _workdir_tokenizer(corpus, vocab_size: int, workdir: str):
+  """(Tokenizer, path): ``WORKDIR/tokenizer.model``, reused only if made from this corpus.
+
+  ``tokenizer.model.json`` records the corpus sha256 and vocab size it was trained with; a
+  file left by a run of another corpus or size (say, killed before its first checkpoint) is
+  retrained rather than silently reused.
+  """
+  model_path = os.path.join(workdir, 'tokenizer.model')
+  key = {'corpus_sha256': corpus.sha256, 'vocab_size': vocab_size}
+  key_path = model_path + '.json'
+  try:
+    with open(key_path, encoding='utf-8') as f:
+      fresh = json.load(f) == key
+  except (OSError, ValueError):
+    fresh = False
+  if not fresh and os.path.exists(model_path):
+    logging.warning('%s was made from another corpus or vocab size: retraining', model_path)
+    os.remove(model_path)
+  tok = tokenizer_lib.load_or_train(corpus.train, vocab_size=vocab_size, model_path=model_path)
+  writers.write_json(key_path, key)
+  return tok, model_path
+
+
+def prepare_data(config: ml_collections.ConfigDict, workdir: str,
+                 expected_sha256: str | None = None) -> dict:
   """Loads the corpus, trains (or reuses) the tokenizer, packs rows and unigram statistics.
+
+  ``expected_sha256`` (the corpus hash a checkpoint was trained on) is checked before the
+  workdir's tokenizer is touched: resuming onto an edited corpus raises ValueError.
 
   Returns a dict with ``train`` and ``eval`` row dicts (``tokens`` int32 [N, L]), the
   ``tokenizer``, ``log_unigram`` float32 [V] (add-one smoothed over non-special ids, nats),
   ``most_frequent`` (int id), and ``info`` (flat, JSON-able corpus facts).
   """
   corpus = corpus_lib.load_corpus(config.data)
-  model_path = os.path.join(workdir, 'tokenizer.model')
-  tok = tokenizer_lib.load_or_train(corpus.train, vocab_size=config.data.vocab_size,
-                                    model_path=model_path)
+  if expected_sha256 not in (None, corpus.sha256):
+    raise ValueError(f'{workdir}: its checkpoints were trained on a corpus with sha256 '
+                     f'{expected_sha256}, but {corpus.source} now gives {corpus.sha256} (was a '
+                     'file edited?); use another --workdir or restore the data')
+  tok, model_path = _workdir_tokenizer(corpus, config.data.vocab_size, workdir)
   pack = functools.partial(packing.pack_documents, seq_len=config.data.seq_len,
                            cls_id=tokenizer_lib.CLS_ID, sep_id=tokenizer_lib.SEP_ID,
                            pad_id=tokenizer_lib.PAD_ID)
@@ -377,9 +408,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   validate_config(config, mesh.devices.size)
   os.makedirs(workdir, exist_ok=True)
   manager = checkpoint.make_manager(workdir, max_to_keep=config.max_checkpoints_to_keep)
-  config_checks.check_workdir(manager, EXPERIMENT, config)
+  saved_meta = config_checks.check_workdir(manager, EXPERIMENT, config) or {}
   writers.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
-  data = prepare_data(config, workdir)
+  data = prepare_data(config, workdir, expected_sha256=saved_meta.get('data_sha256'))
   vocab_size = data['tokenizer'].vocab_size
   word_start = jnp.asarray(data['tokenizer'].word_start)
 
@@ -407,7 +438,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         process_index=jax.process_index(), process_count=jax.process_count()), mesh)
 
   writer = writers.create_writer(workdir)
-  meta = {'experiment': EXPERIMENT, 'config': config.to_dict()}
+  meta = {'experiment': EXPERIMENT, 'config': config.to_dict(),
+          'data_sha256': data['info']['data/sha256'],
+          'tokenizer_sha256': data['info']['data/tokenizer_sha256']}
   cadence = loop.Cadence(config.num_train_steps, config.log_every_steps,
                          config.eval_every_steps, config.checkpoint_every_steps)
   try:
@@ -452,7 +485,10 @@ def main(argv):
     jax.distributed.initialize(**({'num_processes': int(env['JAX_NUM_PROCESSES']),
                                    'process_id': int(env['JAX_PROCESS_ID'])}
                                   if 'JAX_NUM_PROCESSES' in env else {}))
-  summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (ValueError, FileNotFoundError) as e:  # bad config, data or workdir: one clear line
+    sys.exit(f'error: {e}')
   logging.info('summary: %s', {k: v for k, v in summary.items() if k.startswith('eval/')})
 
 

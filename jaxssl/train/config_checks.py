@@ -82,11 +82,15 @@ def config_differences(saved: dict, current: dict) -> list[str]:
 
 
 def check_workdir(manager: ocp.CheckpointManager, experiment: str,
-                  config: ml_collections.ConfigDict) -> None:
+                  config: ml_collections.ConfigDict) -> dict | None:
   """Refuses to resume a workdir written by another experiment or an incompatible config.
 
   Reads the JSON ``meta`` of the newest checkpoint that has one (damaged ones are skipped
   here and reported by the restore).
+
+  Returns:
+    That meta dict (the caller may check more of it, e.g. data hashes), or None when the
+    workdir has no readable checkpoint.
 
   Raises:
     ValueError: naming the other experiment, or every differing config field with both
@@ -108,4 +112,5 @@ def check_workdir(manager: ocp.CheckpointManager, experiment: str,
                           for f in diffs)
       raise ValueError(f'workdir {manager.directory} was trained with another config '
                        f'({details}); use another --workdir or the same values')
-    return
+    return meta
+  return None

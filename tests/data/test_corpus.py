@@ -308,3 +308,25 @@ def test_unprepared_dataset_fails_fast(tmp_path):
 def test_unknown_dataset_name(tmp_path):
   with pytest.raises(ValueError, match=r"data\.name='no_such_dataset_xyz'"):
     corpus.load_corpus(_data(name='no_such_dataset_xyz', data_dir=str(tmp_path)))
+
+
+_SHAKESPEARE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), '..', 'shared', 'data', 'tinyshakespeare.txt')
+
+
+@pytest.mark.skipif(not os.path.exists(_SHAKESPEARE),
+                    reason='../shared/data/tinyshakespeare.txt is absent (a user checkout)')
+def test_tiny_shakespeare_from_shared_data(tmp_path):
+  with open(_SHAKESPEARE, 'rb') as f:
+    raw = f.read()
+  assert hashlib.md5(raw).hexdigest() == '6fb458f1232090904fb40fe944165e91'  # shared README
+  loaded = corpus.load_corpus(_data(files=_SHAKESPEARE, cache_dir=str(tmp_path),
+                                    validation_fraction=0.1))
+  assert loaded.sha256 == _framed_sha256(raw)
+  documents = loaded.train + loaded.validation
+  # Speeches are separated by blank lines; none is longer than max_document_chars.
+  assert len(documents) > 7000 and max(len(d) for d in documents) <= 2000
+  assert all('\n\n' not in d for d in documents)
+  assert len(loaded.validation) == math.ceil(0.1 * len(documents))
+  assert not set(loaded.train) & set(loaded.validation)
+  assert documents[0].startswith('First Citizen:')

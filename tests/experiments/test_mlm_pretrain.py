@@ -184,3 +184,29 @@ def test_first_step_loss_is_near_uniform(cache_dir, tmp_path):
   _, metrics = step(state, batch, jax.random.key(0))
   vocab = tokenizer_lib.Tokenizer(str(tmp_path / 'tokenizer.model')).vocab_size
   assert abs(float(metrics['loss']) - np.log(vocab)) < 0.3
+
+
+def test_stale_tokenizer_without_checkpoint_is_retrained(cache_dir, tmp_path):
+  workdir = str(tmp_path / 'w')
+  with pytest.raises(loop.SimulatedFault):  # killed before its first checkpoint (step 3)
+    mlm_pretrain.train_and_evaluate(_config(cache_dir), workdir, fail_at_step=1)
+  summary = mlm_pretrain.train_and_evaluate(_config(cache_dir, **{'data.vocab_size': 400}),
+                                            workdir)
+  assert summary['data/vocab_size'] == 400
+  assert json.load(open(os.path.join(workdir, 'tokenizer.model.json')))['vocab_size'] == 400
+
+
+def test_resume_onto_an_edited_file_is_refused_and_keeps_the_tokenizer(cache_dir, tmp_path):
+  from jaxssl.data import text  # pylint: disable=import-outside-toplevel
+  corpus = tmp_path / 'corpus.txt'
+  pydoc = text.pydoc_text()
+  corpus.write_text(pydoc[:len(pydoc) // 3], encoding='utf-8')
+  config = _config(cache_dir, **{'data.files': str(corpus), 'data.validation_fraction': 0.05})
+  workdir = str(tmp_path / 'w')
+  mlm_pretrain.train_and_evaluate(config, workdir)
+  before = open(os.path.join(workdir, 'tokenizer.model'), 'rb').read()
+  corpus.write_text(pydoc[:len(pydoc) // 2], encoding='utf-8')
+  config.num_train_steps = 9  # extend the run: allowed, but not onto other data
+  with pytest.raises(ValueError, match='was a file edited'):
+    mlm_pretrain.train_and_evaluate(config, workdir)
+  assert open(os.path.join(workdir, 'tokenizer.model'), 'rb').read() == before
