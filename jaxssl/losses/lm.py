@@ -73,3 +73,30 @@ def weighted_accuracy(logits: jax.Array, labels: jax.Array,
   weights = weights.astype(jnp.float32)
   correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
   return jnp.sum(correct * weights), jnp.sum(weights)
+
+
+def next_token_loss(logits: jax.Array, tokens: jax.Array,
+                    segment_ids: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Causal-LM cross-entropy: position t predicts token t + 1 (labels shifted exactly once).
+
+  Radford et al. 2018/2019 (GPT, GPT-2). A target counts only when it is a real token of the
+  same packed document as its context (``segment_ids`` equal and non-zero), so padding and
+  the first token of a document (whose context would be another document) are excluded.
+
+  Args:
+    logits: float [B, L, V], logits at every input position.
+    tokens: int32 [B, L] input ids; the targets are tokens[:, 1:].
+    segment_ids: int32 [B, L], 1-based document index within the row, 0 at padding.
+
+  Returns:
+    (loss_sum, weight_sum): float32 scalars; loss_sum / weight_sum is nats per target
+    token. An unpacked, unpadded row of T tokens has exactly T - 1 targets.
+
+  Raises:
+    ValueError: shapes disagree.
+  """
+  if tokens.shape != segment_ids.shape:
+    raise ValueError(f'tokens {tokens.shape} and segment_ids {segment_ids.shape} disagree')
+  labels = tokens[:, 1:]
+  weights = (segment_ids[:, 1:] == segment_ids[:, :-1]) & (segment_ids[:, 1:] > 0)
+  return masked_lm_loss(logits[:, :-1], labels, weights)

@@ -53,3 +53,28 @@ def test_gradients_finite_for_extreme_logits():
   grads = jax.grad(lambda x: lm.masked_lm_loss(x, labels, jnp.ones((1, 2)))[0])(
       jnp.array([[[1e30, -1e30], [-1e30, 1e30]]]))
   assert np.all(np.isfinite(grads))
+
+
+def test_next_token_oracle_logits_give_zero_loss_over_t_minus_1_targets():
+  tokens = jnp.array([[5, 9, 7, 6, 8]])
+  # Oracle: position t puts all mass on tokens[t + 1] (the last position is never a context).
+  logits = jnp.full((1, 5, 10), -1e4).at[0, jnp.arange(4), tokens[0, 1:]].set(0.0)
+  total, count = lm.next_token_loss(logits, tokens, jnp.ones_like(tokens))
+  assert float(count) == 4.0
+  assert float(total) < 1e-6
+
+
+def test_next_token_excludes_padding_and_document_boundaries():
+  # Row: doc 1 = [5, 6], doc 2 = [7, 8, 9], then padding. Targets: 6 (doc 1), 8 and 9
+  # (doc 2); 7 (first token of doc 2) and the padding are not targets.
+  tokens = jnp.array([[5, 6, 7, 8, 9, 0, 0]])
+  segments = jnp.array([[1, 1, 2, 2, 2, 0, 0]])
+  logits = jnp.zeros((1, 7, 10))  # uniform: ln 10 per target
+  total, count = lm.next_token_loss(logits, tokens, segments)
+  assert float(count) == 3.0
+  np.testing.assert_allclose(float(total), 3 * math.log(10), rtol=1e-6)
+  # Only targets 6, 8, 9 carry gradient: a logit change that predicts 7 after 6 is ignored.
+  moved = logits.at[0, 1, 7].set(50.0)
+  np.testing.assert_allclose(lm.next_token_loss(moved, tokens, segments)[0], total, rtol=1e-6)
+  with pytest.raises(ValueError, match='segment_ids'):
+    lm.next_token_loss(logits, tokens, segments[:, :5])
