@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import sys
 import time
@@ -177,29 +176,6 @@ def _sha256(path: str) -> str:
     return hashlib.sha256(f.read()).hexdigest()
 
 
-def _workdir_tokenizer(corpus, vocab_size: int, workdir: str):
-  """(Tokenizer, path): ``WORKDIR/tokenizer.model``, reused only if made from this corpus.
-
-  ``tokenizer.model.json`` records the corpus sha256 and vocab size it was trained with; a
-  file left by a run of another corpus or size (say, killed before its first checkpoint) is
-  retrained rather than silently reused.
-  """
-  model_path = os.path.join(workdir, 'tokenizer.model')
-  key = {'corpus_sha256': corpus.sha256, 'vocab_size': vocab_size}
-  key_path = model_path + '.json'
-  try:
-    with open(key_path, encoding='utf-8') as f:
-      fresh = json.load(f) == key
-  except (OSError, ValueError):
-    fresh = False
-  if not fresh and os.path.exists(model_path):
-    logging.warning('%s was made from another corpus or vocab size: retraining', model_path)
-    os.remove(model_path)
-  tok = tokenizer_lib.load_or_train(corpus.train, vocab_size=vocab_size, model_path=model_path)
-  writers.write_json(key_path, key)
-  return tok, model_path
-
-
 def prepare_data(config: ml_collections.ConfigDict, workdir: str,
                  expected_sha256: str | None = None) -> dict:
   """Loads the corpus, trains (or reuses) the tokenizer, packs rows and unigram statistics.
@@ -216,7 +192,9 @@ def prepare_data(config: ml_collections.ConfigDict, workdir: str,
     raise ValueError(f'{workdir}: its checkpoints were trained on a corpus with sha256 '
                      f'{expected_sha256}, but {corpus.source} now gives {corpus.sha256} (was a '
                      'file edited?); use another --workdir or restore the data')
-  tok, model_path = _workdir_tokenizer(corpus, config.data.vocab_size, workdir)
+  model_path = os.path.join(workdir, 'tokenizer.model')
+  tok = tokenizer_lib.load_or_train(corpus.train, vocab_size=config.data.vocab_size,
+                                    model_path=model_path, corpus_sha256=corpus.sha256)
   pack = functools.partial(packing.pack_documents, seq_len=config.data.seq_len,
                            cls_id=tokenizer_lib.CLS_ID, sep_id=tokenizer_lib.SEP_ID,
                            pad_id=tokenizer_lib.PAD_ID)
@@ -439,8 +417,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   writer = writers.create_writer(workdir)
   meta = {'experiment': EXPERIMENT, 'config': config.to_dict(),
-          'data_sha256': data['info']['data/sha256'],
-          'tokenizer_sha256': data['info']['data/tokenizer_sha256']}
+          'data_sha256': data['info']['data/sha256']}
   cadence = loop.Cadence(config.num_train_steps, config.log_every_steps,
                          config.eval_every_steps, config.checkpoint_every_steps)
   try:

@@ -18,6 +18,7 @@ because the vocabulary is cached on disk and shared by restarts and processes.
 """
 
 import io
+import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -196,21 +197,35 @@ class Tokenizer:
 
 
 def load_or_train(
-    documents: Sequence[str], *, vocab_size: int, model_path: str | os.PathLike
+    documents: Sequence[str], *, vocab_size: int, model_path: str | os.PathLike,
+    corpus_sha256: str,
 ) -> Tokenizer:
-  """Loads `model_path` if it exists (a restarted run), else trains it first.
+  """Reuses `model_path` if it was trained on this corpus and size, else trains it.
 
-  The cached file is reused as is: key `model_path` on the corpus hash and
-  `vocab_size` so that a different corpus never reuses an old vocabulary.
+  ``<model_path>.json`` records the ``corpus_sha256`` and `vocab_size` the file was
+  trained with. A file without that record, or with another one (left by a run of another
+  corpus or size, e.g. killed before its first checkpoint), is retrained, never reused.
 
   Args:
     documents: training text, used only if the model must be trained.
     vocab_size: see `train_tokenizer`.
     model_path: the ``.model`` file.
+    corpus_sha256: hex sha256 naming the corpus of `documents`.
 
   Returns:
     The tokenizer.
   """
-  if not os.path.isfile(model_path):
+  key = {'corpus_sha256': corpus_sha256, 'vocab_size': vocab_size}
+  key_path = f'{os.fspath(model_path)}.json'
+  try:
+    with open(key_path, encoding='utf-8') as f:
+      fresh = json.load(f) == key and os.path.isfile(model_path)
+  except (OSError, ValueError):
+    fresh = False
+  if not fresh:
     train_tokenizer(documents, vocab_size=vocab_size, model_path=model_path)
+    tmp = f'{key_path}.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+      json.dump(key, f)
+    os.replace(tmp, key_path)
   return Tokenizer(model_path)

@@ -122,9 +122,17 @@ def test_train_rejects_bad_arguments(tmp_path):
 
 def test_load_or_train_reuses_existing_file(tmp_path):
   path = tmp_path / 'v.model'
-  first = tokenizer.load_or_train(['one two three', 'two three'], vocab_size=20, model_path=path)
+  first = tokenizer.load_or_train(['one two three', 'two three'], vocab_size=20, model_path=path,
+                                  corpus_sha256='a')
   data = path.read_bytes()
   # A second call must not retrain: with no documents training would fail.
-  second = tokenizer.load_or_train([], vocab_size=20, model_path=path)
+  second = tokenizer.load_or_train([], vocab_size=20, model_path=path, corpus_sha256='a')
   assert path.read_bytes() == data
   assert second.vocab_size == first.vocab_size
+  # Another corpus or size retrains (here: fails, as there is nothing to train on).
+  for other in ({'corpus_sha256': 'b', 'vocab_size': 20}, {'corpus_sha256': 'a', 'vocab_size': 30}):
+    with pytest.raises(ValueError):
+      tokenizer.load_or_train([], model_path=path, **other)
+  retrained = tokenizer.load_or_train(['red green blue', 'green blue'], vocab_size=20,
+                                      model_path=path, corpus_sha256='b')
+  assert path.read_bytes() != data and retrained.vocab_size > tokenizer.NUM_SPECIAL
