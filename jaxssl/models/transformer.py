@@ -134,16 +134,38 @@ class SelfAttention(nnx.Module):
     self.qkv = _dense(cfg, cfg.width, 3 * cfg.width, rngs)
     self.out = _dense(cfg, cfg.width, cfg.width, rngs)
 
-  def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
-    """x: [B, L, D]; mask: bool broadcastable to [B, H, L, L] (True = may attend) or None."""
-    b, l, d = x.shape
-    qkv = self.qkv(x).reshape(b, l, 3, self.num_heads, d // self.num_heads)  # [B, L, 3, H, Dh]
+  def __call__(self, x: jax.Array, mask: jax.Array | None, *,
+               positions: jax.Array | None = None, kv_cache: dict | None = None):
+    """Attends within ``x`` or, with a cache, over everything decoded so far.
+
+    Args:
+      x: [B, T, D] inputs.
+      mask: bool broadcastable to [B, H, T, S] (True = may attend) or None; S = T without a
+        cache, the cache length with one.
+      positions: int32 [T] absolute positions of x's rows (default 0..T-1).
+      kv_cache: None, or {'k', 'v': float32 [B, S, H, Dh]}: x's keys and values are written
+        at ``positions`` (contiguous) and the queries attend over the whole cache through
+        ``mask`` (the caller masks unwritten slots).
+
+    Returns:
+      (y [B, T, D], updated cache or None).
+    """
+    b, t, d = x.shape
+    qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, d // self.num_heads)  # [B, T, 3, H, Dh]
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    if positions is None:
+      positions = jnp.arange(t)
     if self.rope:
-      positions = jnp.arange(l)
       q, k = rotary(q, positions), rotary(k, positions)
-    y = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=self.causal)  # [B, L, H, Dh]
-    return self.out(y.reshape(b, l, d))
+    if kv_cache is None:
+      y = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=self.causal)
+    else:
+      start = (0, positions[0], 0, 0)
+      kv_cache = {'k': jax.lax.dynamic_update_slice(kv_cache['k'], k.astype(jnp.float32), start),
+                  'v': jax.lax.dynamic_update_slice(kv_cache['v'], v.astype(jnp.float32), start)}
+      y = jax.nn.dot_product_attention(q.astype(jnp.float32), kv_cache['k'], kv_cache['v'],
+                                       mask=mask)  # [B, T, H, Dh]
+    return self.out(y.reshape(b, t, d)), kv_cache
 
 
 class Mlp(nnx.Module):
@@ -168,15 +190,21 @@ class Block(nnx.Module):
     self.mlp_norm = _norm(cfg, rngs)
     self.dropout = nnx.Dropout(cfg.dropout_rate)
 
-  def __call__(self, x, mask, *, train: bool, rng_dropout: jax.Array | None):
-    """x: [B, L, D] -> [B, L, D]. ``rng_dropout`` is required when train and dropout > 0."""
+  def __call__(self, x, mask, *, train: bool, rng_dropout: jax.Array | None,
+               positions: jax.Array | None = None, kv_cache: dict | None = None):
+    """x: [B, T, D] -> ([B, T, D], cache). ``rng_dropout`` is needed when train and dropout > 0.
+
+    ``positions`` and ``kv_cache`` are passed to ``SelfAttention`` (decoding)."""
     keys = jax.random.split(rng_dropout, 2) if rng_dropout is not None else (None, None)
     drop = lambda y, key: self.dropout(y, deterministic=not train, rngs=key)
     if self.pre_norm:
-      x = x + drop(self.attention(self.attention_norm(x), mask), keys[0])
-      return x + drop(self.mlp(self.mlp_norm(x)), keys[1])
-    x = self.attention_norm(x + drop(self.attention(x, mask), keys[0]))
-    return self.mlp_norm(x + drop(self.mlp(x), keys[1]))
+      y, kv_cache = self.attention(self.attention_norm(x), mask, positions=positions,
+                                   kv_cache=kv_cache)
+      x = x + drop(y, keys[0])
+      return x + drop(self.mlp(self.mlp_norm(x)), keys[1]), kv_cache
+    y, kv_cache = self.attention(x, mask, positions=positions, kv_cache=kv_cache)
+    x = self.attention_norm(x + drop(y, keys[0]))
+    return self.mlp_norm(x + drop(self.mlp(x), keys[1])), kv_cache
 
 
 def attention_mask(padding_mask: jax.Array | None,
@@ -246,22 +274,70 @@ class Transformer(nnx.Module):
       raise ValueError('train=True with dropout needs rng_dropout')
     keys = (list(jax.random.split(rng_dropout, cfg.num_layers + 1)) if rng_dropout is not None
             else [None] * (cfg.num_layers + 1))
-    x = self.token_embed(tokens)
-    if self.position_embed is not None:
-      x = x + self.position_embed(jnp.arange(tokens.shape[1]))[None]
-    if self.type_embed is not None:
-      x = x + self.type_embed(jnp.zeros_like(tokens) if type_ids is None else type_ids)
-    if self.embed_norm is not None:
-      x = self.embed_norm(x)
+    x = self._embed(tokens, jnp.arange(tokens.shape[1]), type_ids)
     x = self.dropout(x, deterministic=not train, rngs=keys[0])
     mask = attention_mask(padding_mask, segment_ids)
     intermediates = {'embeddings': x}
     for i, block in enumerate(self.blocks):
-      x = block(x, mask, train=train, rng_dropout=keys[i + 1])
+      x, _ = block(x, mask, train=train, rng_dropout=keys[i + 1])
       intermediates[f'block_{i}'] = x
     if self.final_norm is not None:
       x = self.final_norm(x)
     return x, intermediates
+
+  def _embed(self, tokens, positions, type_ids=None):
+    x = self.token_embed(tokens)
+    if self.position_embed is not None:
+      x = x + self.position_embed(positions)[None]
+    if self.type_embed is not None:
+      x = x + self.type_embed(jnp.zeros_like(tokens) if type_ids is None else type_ids)
+    return x if self.embed_norm is None else self.embed_norm(x)
+
+  def init_cache(self, batch_size: int, length: int) -> list[dict]:
+    """An empty key/value cache: per layer {'k', 'v': float32 zeros [B, S, H, Dh]}, S = length.
+
+    Raises:
+      ValueError: a bidirectional model (its keys would change as the row grows), or a length
+        past ``max_len`` with learned positions (RoPE may run past it, at the quality of
+        lengths it never trained on).
+    """
+    cfg = self.cfg
+    if not cfg.causal:
+      raise ValueError('a key/value cache needs a causal model')
+    if cfg.position_encoding == 'learned' and length > cfg.max_len:
+      raise ValueError(f'cache length {length} exceeds max_len {cfg.max_len} of the learned '
+                       'position table')
+    shape = (batch_size, length, cfg.num_heads, cfg.width // cfg.num_heads)
+    return [{'k': jnp.zeros(shape, jnp.float32), 'v': jnp.zeros(shape, jnp.float32)}
+            for _ in range(cfg.num_layers)]
+
+  def decode(self, tokens: jax.Array, cache: list[dict], start: jax.Array):
+    """Runs T new tokens at positions start..start+T-1 against the cache (no dropout).
+
+    Each new token attends to the cached positions before it and to the new tokens up to
+    itself, so ``decode`` over a prompt then one token at a time gives the hidden states of
+    ``__call__`` on the whole row (up to float rounding).
+
+    Args:
+      tokens: int32 [B, T] the next tokens of every row (rows share positions).
+      cache: from ``init_cache`` or a previous ``decode``; length S >= start + T.
+      start: int32 scalar, the position of tokens[:, 0] (traced; one compilation per T).
+
+    Returns:
+      (hidden [B, T, D] float32, updated cache).
+    """
+    t, s = tokens.shape[1], cache[0]['k'].shape[1]
+    positions = start + jnp.arange(t)  # [T]
+    mask = (jnp.arange(s)[None, :] <= positions[:, None])[None, None]  # [1, 1, T, S]
+    x = self._embed(tokens, positions)
+    new_cache = []
+    for block, layer_cache in zip(self.blocks, cache):
+      x, layer_cache = block(x, mask, train=False, rng_dropout=None, positions=positions,
+                             kv_cache=layer_cache)
+      new_cache.append(layer_cache)
+    if self.final_norm is not None:
+      x = self.final_norm(x)
+    return x, new_cache
 
 
 class MaskedLM(nnx.Module):
@@ -302,3 +378,48 @@ class MaskedLM(nnx.Module):
                         embedding.astype(self.encoder.cfg.dtype),
                         preferred_element_type=jnp.float32)  # [B, P, V]
     return logits + self.output_bias[...]
+
+
+class CausalLM(nnx.Module):
+  """GPT-style decoder: causal Transformer whose output layer is the token embedding (tied).
+
+  Radford et al. 2019 (GPT-2): pre-LayerNorm blocks, a final LayerNorm and logits
+  ``h @ E^T`` at every position; position t's logits predict token t + 1.
+  """
+
+  def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+    if not cfg.causal:
+      raise ValueError('CausalLM needs a causal=True Transformer')
+    self.decoder = Transformer(cfg, rngs=rngs)
+
+  def _logits(self, hidden: jax.Array) -> jax.Array:
+    dtype = self.decoder.cfg.dtype
+    embedding = self.decoder.token_embed.embedding[...]
+    return jnp.einsum('bld,vd->blv', hidden.astype(dtype), embedding.astype(dtype),
+                      preferred_element_type=jnp.float32)  # [B, L, V]
+
+  def __call__(self, tokens: jax.Array, *, segment_ids: jax.Array | None = None,
+               train: bool = False, rng_dropout: jax.Array | None = None) -> jax.Array:
+    """Next-token logits at every position.
+
+    Args:
+      tokens: int32 [B, L] input ids.
+      segment_ids: int32 [B, L] packed-document ids (0 = padding): attention never crosses
+        a document boundary. None = one document per row.
+      train, rng_dropout: as for ``Transformer``.
+
+    Returns:
+      float32 logits [B, L, V].
+    """
+    hidden, _ = self.decoder(tokens, segment_ids=segment_ids, train=train,
+                             rng_dropout=rng_dropout)
+    return self._logits(hidden)
+
+  def init_cache(self, batch_size: int, length: int) -> list[dict]:
+    """See ``Transformer.init_cache``."""
+    return self.decoder.init_cache(batch_size, length)
+
+  def decode(self, tokens: jax.Array, cache: list[dict], start: jax.Array):
+    """(logits [B, T, V] float32, cache) for T new tokens; see ``Transformer.decode``."""
+    hidden, cache = self.decoder.decode(tokens, cache, start)
+    return self._logits(hidden), cache
