@@ -73,3 +73,54 @@ def count_real_tokens(tokens: np.ndarray, *, pad_id: int) -> int:
     The count, a Python int.
   """
   return int(np.count_nonzero(np.asarray(tokens) != pad_id))
+
+
+def pack_causal(
+    docs: Sequence[np.ndarray], *, seq_len: int, bos_id: int, eos_id: int, pad_id: int
+) -> dict[str, np.ndarray]:
+  """Packs documents for next-token prediction: ``[BOS] doc [EOS]`` each, rows overlapping.
+
+  The stream ``BOS d1 EOS BOS d2 EOS ...`` is cut into windows of ``seq_len`` tokens with
+  stride ``seq_len - 1``: a row's first token is the previous row's last. A row's first
+  position is never a target (it has no context in the row), so every stream token after
+  the first is a next-token target in exactly one row, and a held-out split is scored whole
+  (as nanoGPT's x/y windows, without re-reading any token as a target). With the segment
+  ids, a document's first token is predicted from its [BOS] and nothing crosses documents.
+
+  Example with ``seq_len=4`` (B=[BOS], E=[EOS], P=[PAD]), documents [a b], [c]:
+
+    stream      B a b E B c E
+    tokens      [B a b E]  [E B c E]
+    segment_ids [1 1 1 1]  [1 2 2 2]
+
+  Args:
+    docs: token ids of each document, int [n_i]; empty documents are skipped.
+    seq_len: L, tokens per row (>= 2).
+    bos_id: id put before every document.
+    eos_id: id put after every document (a target: the model learns where text ends).
+    pad_id: filler after the end of the stream (segment 0).
+
+  Returns:
+    ``tokens`` int32 [N, L] and ``segment_ids`` int32 [N, L] (1-based document index within
+    the row, 0 at padding), N = ceil((stream length - 1) / (L - 1)).
+
+  Raises:
+    ValueError: ``seq_len < 2`` or every document is empty.
+  """
+  if seq_len < 2:
+    raise ValueError(f'seq_len must be >= 2 (a token and its target), got {seq_len}.')
+  docs = [np.asarray(d).reshape(-1) for d in docs]
+  docs = [d for d in docs if d.size]
+  if not docs:
+    raise ValueError('pack_causal: no tokens (every document is empty).')
+  stream = np.concatenate([np.concatenate([[bos_id], d, [eos_id]]) for d in docs])
+  doc_index = np.repeat(np.arange(len(docs)), [d.size + 2 for d in docs])
+  stride = seq_len - 1
+  num_rows = -(-(stream.size - 1) // stride)
+  length = num_rows * stride + 1
+  stream = np.pad(stream, (0, length - stream.size), constant_values=pad_id)
+  doc_index = np.pad(doc_index, (0, length - doc_index.size), constant_values=-1)
+  windows = np.arange(num_rows)[:, None] * stride + np.arange(seq_len)[None, :]  # [N, L]
+  tokens, index = stream[windows], doc_index[windows]
+  segments = np.where(index >= 0, index - index[:, :1] + 1, 0)
+  return {'tokens': tokens.astype(np.int32), 'segment_ids': segments.astype(np.int32)}

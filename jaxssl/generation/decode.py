@@ -13,6 +13,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxssl.generation import sampling
@@ -94,3 +95,41 @@ def generate(graphdef: nnx.GraphDef, params, prompt: jax.Array, rng: jax.Array, 
 
     out, *_ = jax.lax.fori_loop(0, n, body, (out, done, row))
   return {'tokens': out, 'lengths': _finish(out, eos_id)}
+
+
+def generate_text(graphdef: nnx.GraphDef, params, tokenizer, prompt: str, *, bos_id: int,
+                  eos_id: int, num_samples: int, max_new_tokens: int, rng: jax.Array,
+                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> list[str]:
+  """Continues ``prompt`` (text) ``num_samples`` times; returns only the new text of each.
+
+  The prompt is encoded after ``bos_id`` (how the model saw the start of every training
+  document); a sample ends at ``eos_id`` or after ``max_new_tokens`` tokens.
+
+  Args:
+    graphdef, params: a split ``transformer.CausalLM``.
+    tokenizer: ``data.tokenizer.Tokenizer`` the model was trained with.
+    prompt: text; '' samples from [BOS] alone.
+    bos_id, eos_id: the document start and end ids.
+    num_samples: rows sampled in one batch (the same prompt each).
+    max_new_tokens: N, tokens per sample.
+    rng: PRNG key; the same key gives the same samples.
+    temperature, top_k, top_p: see ``sampling.sample_logits``.
+
+  Returns:
+    ``num_samples`` strings: the decoded continuation (without the prompt).
+
+  Raises:
+    ValueError: bad settings, or prompt + N past a learned position table.
+  """
+  prompt_ids = [bos_id] + (tokenizer.encode([prompt])[0].tolist() if prompt else [])
+  rows = jnp.asarray(np.tile(np.asarray(prompt_ids, np.int32), (num_samples, 1)))
+  out = jax.device_get(generate(graphdef, params, rows, rng, max_new_tokens=max_new_tokens,
+                                temperature=temperature, top_k=top_k, top_p=top_p,
+                                eos_id=eos_id, pad_id=0))
+  head = tokenizer.decode(prompt_ids)
+  texts = []
+  for tokens, n in zip(out['tokens'], out['lengths']):
+    # Decode with the prompt so the first new word keeps its leading space, then cut it off.
+    full = tokenizer.decode(prompt_ids + tokens[:n].tolist())
+    texts.append(full[len(head):] if full.startswith(head) else full)
+  return texts

@@ -7,6 +7,8 @@ devices, one GPU or a TPU pod slice (every process sees the global device list).
 
 from __future__ import annotations
 
+import os
+
 import jax
 import ml_collections
 import numpy as np
@@ -40,3 +42,12 @@ def make_mesh(mesh: ml_collections.ConfigDict, devices=None) -> Mesh:
   devices = np.asarray(jax.devices() if devices is None else devices)
   shape = mesh_shape(mesh, devices.size)
   return Mesh(devices.reshape(shape), AXES)
+
+
+def initialize_distributed() -> None:
+  """``jax.distributed.initialize`` for multi-process runs (TPU pod slices, SLURM, or the
+  JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables)."""
+  env = os.environ
+  jax.distributed.initialize(**({'num_processes': int(env['JAX_NUM_PROCESSES']),
+                                 'process_id': int(env['JAX_PROCESS_ID'])}
+                                if 'JAX_NUM_PROCESSES' in env else {}))

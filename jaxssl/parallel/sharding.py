@@ -61,3 +61,17 @@ def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """
   sharding = batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def jit_train_step(step_fn, state_shardings, mesh: Mesh):
+  """``jax.jit`` of ``step_fn(state, batch, rng) -> (state, metrics)`` over the mesh: state
+  in and out on its shardings (donated), batch split over ``BATCH_AXES``, rng and metrics
+  replicated."""
+  return jax.jit(step_fn, in_shardings=(state_shardings, batch_sharding(mesh), replicated(mesh)),
+                 out_shardings=(state_shardings, replicated(mesh)), donate_argnums=(0,))
+
+
+def jit_eval_step(eval_fn, param_shardings, mesh: Mesh):
+  """``jax.jit`` of ``eval_fn(params, batch) -> sums`` with the batch split over the mesh."""
+  return jax.jit(eval_fn, in_shardings=(param_shardings, batch_sharding(mesh)),
+                 out_shardings=replicated(mesh))

@@ -68,3 +68,52 @@ def restore_latest(manager: ocp.CheckpointManager, target):
   if failures:
     raise RuntimeError('no checkpoint in the workdir could be restored:\n' + '\n'.join(failures))
   return None, None, None
+
+
+def restore_or_keep(manager: ocp.CheckpointManager, state, shardings):
+  """(state, step): the newest readable checkpoint restored onto ``state``'s shardings, or
+  ``(state, None)`` unchanged when the workdir has none.
+
+  Raises:
+    RuntimeError: checkpoints exist but none reads back (see ``restore_latest``).
+  """
+  restored, step, _ = restore_latest(manager, abstract_like(state, shardings))
+  if restored is None:
+    return state, None
+  logging.info('resumed from step %d', step)
+  return restored, step
+
+
+def latest_meta(manager: ocp.CheckpointManager) -> tuple[int | None, dict | None]:
+  """(step, meta) of the newest checkpoint whose JSON meta reads back, or (None, None)."""
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      return step, manager.restore(step, args=ocp.args.Composite(
+          meta=ocp.args.JsonRestore()))['meta']
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning('could not read the meta of checkpoint %s: %s', step, e)
+  return None, None
+
+
+def open_workdir(workdir: str, *, experiment: str, config) -> tuple[ocp.CheckpointManager, dict]:
+  """Creates ``workdir``, refuses a foreign one, and records the resolved config.
+
+  Args:
+    workdir: the run's output folder.
+    experiment: the experiment's name, stored with every checkpoint.
+    config: the resolved ``ml_collections.ConfigDict``; written to ``WORKDIR/config.json``.
+
+  Returns:
+    (manager, meta): the CheckpointManager (``config.max_checkpoints_to_keep``) and the meta
+    of the newest checkpoint ({} for a fresh workdir).
+
+  Raises:
+    ValueError: checkpoints of another experiment or an incompatible config (see
+      ``config_checks.check_workdir``).
+  """
+  from jaxssl.train import config_checks, writers  # pylint: disable=import-outside-toplevel
+  os.makedirs(workdir, exist_ok=True)
+  manager = make_manager(workdir, max_to_keep=config.max_checkpoints_to_keep)
+  meta = config_checks.check_workdir(manager, experiment, config) or {}
+  writers.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+  return manager, meta

@@ -6,11 +6,13 @@ milliseconds and the message says which ``--config.<field>`` to fix.
 
 from __future__ import annotations
 
-import logging
 from typing import Iterable
 
 import ml_collections
 import orbax.checkpoint as ocp
+
+from jaxssl.parallel import mesh as mesh_lib
+from jaxssl.train import checkpoint
 
 # Fields that may differ between a checkpoint and the config resuming it.
 RESUMABLE_CHANGES = ('num_train_steps', 'log_every_steps', 'eval_every_steps',
@@ -64,6 +66,41 @@ def one_of(config, field: str, choices: Iterable[str]) -> None:
     raise ValueError(f'{field}={get(config, field)!r} must be one of {choices}')
 
 
+def check_training(config: ml_collections.ConfigDict, num_devices: int,
+                   process_count: int = 1) -> None:
+  """The fields every experiment on ``train.optim`` and ``train.loop`` shares.
+
+  Checks the step counts and cadences, the optimizer (``optim.*``), the mesh, and that
+  ``global_batch_size`` splits into ``optim.grad_accum_steps`` micro-batches that the
+  devices share evenly (and ``eval.global_batch_size`` too).
+
+  Raises:
+    ValueError: naming the first bad field.
+  """
+  positive(config, 'global_batch_size', 'num_train_steps', 'eval.global_batch_size',
+           'optim.grad_accum_steps', 'max_checkpoints_to_keep')
+  non_negative(config, 'log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
+               'optim.warmup_steps', 'optim.weight_decay', 'optim.grad_clip_norm', 'seed')
+  in_unit_interval(config, 'optim.b1', 'optim.b2')
+  positive_float(config, 'optim.learning_rate', 'optim.eps')
+  one_of(config, 'optim.decay', ('linear', 'cosine', 'constant'))
+  if config.optim.warmup_steps > config.num_train_steps:
+    raise ValueError(f'optim.warmup_steps={config.optim.warmup_steps} exceeds '
+                     f'num_train_steps={config.num_train_steps}')
+  mesh_lib.mesh_shape(config.mesh, num_devices)
+  micro = config.global_batch_size // config.optim.grad_accum_steps
+  if config.global_batch_size % config.optim.grad_accum_steps or micro % num_devices:
+    raise ValueError(
+        f'global_batch_size={config.global_batch_size} must split into '
+        f'optim.grad_accum_steps={config.optim.grad_accum_steps} micro-batches that are each '
+        f'a multiple of the {num_devices} devices')
+  for field in ('global_batch_size', 'eval.global_batch_size'):
+    value = get(config, field)
+    if value % num_devices or value % process_count:
+      raise ValueError(f'{field}={value} must be a multiple of the {num_devices} devices and '
+                       f'{process_count} processes')
+
+
 def _flatten(d: dict, prefix: str = '') -> dict:
   out = {}
   for k, v in d.items():
@@ -96,12 +133,8 @@ def check_workdir(manager: ocp.CheckpointManager, experiment: str,
     ValueError: naming the other experiment, or every differing config field with both
       values.
   """
-  for step in sorted(manager.all_steps(), reverse=True):
-    try:
-      meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-    except Exception as e:  # pylint: disable=broad-except
-      logging.warning('could not read the meta of checkpoint %s: %s', step, e)
-      continue
+  _, meta = checkpoint.latest_meta(manager)
+  if meta is not None:
     if meta.get('experiment') != experiment:
       raise ValueError(f'workdir {manager.directory} holds checkpoints of experiment '
                        f'{meta.get("experiment")!r}, not {experiment!r}: use another --workdir')
@@ -112,5 +145,4 @@ def check_workdir(manager: ocp.CheckpointManager, experiment: str,
                           for f in diffs)
       raise ValueError(f'workdir {manager.directory} was trained with another config '
                        f'({details}); use another --workdir or the same values')
-    return meta
-  return None
+  return meta

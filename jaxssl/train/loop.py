@@ -16,6 +16,8 @@ import jax
 import numpy as np
 from clu import metric_writers, periodic_actions
 
+from jaxssl.data import pipeline
+from jaxssl.parallel import sharding
 from jaxssl.train import checkpoint
 
 
@@ -108,3 +110,37 @@ def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: ja
   manager.wait_until_finished()
   logging.info('training finished at step %d', cadence.num_train_steps)
   return state, last_eval
+
+
+def sum_over_split(eval_fn: Callable, params, rows: dict, mesh, *,
+                   global_batch_size: int) -> dict[str, float]:
+  """Adds up ``eval_fn``'s sums over every row of a held-out split (each row once).
+
+  Args:
+    eval_fn: jitted ``(params, batch) -> {name: f32 scalar sum}``; ``batch`` has the keys of
+      ``rows`` plus ``weights`` [b] (0.0 for the padding rows of the last batch) and
+      ``index`` [b] (see ``data.pipeline.eval_batches``).
+    params: the parameters, on the mesh.
+    rows: the split's arrays with a shared leading dimension N.
+    mesh: the mesh the batches are placed on.
+    global_batch_size: rows per eval batch over all processes.
+
+  Returns:
+    {name: float} totals over the split.
+  """
+  totals = None
+  for batch in pipeline.eval_batches(rows, global_batch_size=global_batch_size,
+                                     process_index=jax.process_index(),
+                                     process_count=jax.process_count()):
+    sums = eval_fn(params, sharding.put_batch(batch, mesh))
+    totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+  return jax.tree.map(float, jax.device_get(totals))
+
+
+def batch_getter(rows: dict, mesh, *, seed: int, global_batch_size: int) -> Callable:
+  """``step -> batch`` on the mesh: this process's slice of ``pipeline.train_batch``."""
+  def get_batch(step):
+    return sharding.put_batch(pipeline.train_batch(
+        rows, step, seed=seed, global_batch_size=global_batch_size,
+        process_index=jax.process_index(), process_count=jax.process_count()), mesh)
+  return get_batch

@@ -7,13 +7,15 @@ optax only ever see plain pytrees.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
 from flax import struct
+
+from jaxssl.parallel import sharding
 
 
 class TrainState(struct.PyTreeNode):
@@ -61,3 +63,27 @@ def apply_gradients(state: TrainState, grads, tx: optax.GradientTransformation) 
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                        opt_state=opt_state)
+
+
+def init_on_mesh(make_model: Callable[[nnx.Rngs], nnx.Module], tx: optax.GradientTransformation,
+                 mesh, rng: jax.Array):
+  """Builds a fresh TrainState directly on the mesh (never whole on one device).
+
+  Args:
+    make_model: ``rngs -> nnx.Module`` (parameters only; see ``split_model``).
+    tx: the optimizer.
+    mesh: ``jax.sharding.Mesh`` with the ``parallel.mesh`` axes.
+    rng: parameter-init key.
+
+  Returns:
+    (graphdef, state, shardings): the model structure, the state, and the state's
+    NamedShardings (parameters and optimizer moments FSDP-sharded, see
+    ``parallel.sharding.tree_shardings``).
+  """
+  graphdef, _ = split_model(nnx.eval_shape(lambda: make_model(nnx.Rngs(0))))
+
+  def init(key):
+    return create(split_model(make_model(nnx.Rngs(params=key)))[1], tx)
+
+  shardings = sharding.tree_shardings(jax.eval_shape(init, rng), mesh)
+  return graphdef, jax.jit(init, out_shardings=shardings)(rng), shardings

@@ -23,3 +23,16 @@ def write_json(path: str, obj: dict) -> None:
     json.dump(obj, f, indent=2, sort_keys=True, default=str)
     f.write('\n')
   os.replace(tmp, path)
+
+
+def write_summary(workdir: str, *, experiment: str, config, state, last_eval: dict,
+                  info: dict, restored_from_step: int | None, wall_time_s: float) -> dict:
+  """Writes and returns ``WORKDIR/summary.json``: ``eval/<name>`` metrics, the data facts,
+  step, seed, restored_from_step, wall_time_s (seconds), experiment and the resolved config."""
+  summary = {f'eval/{k}': v for k, v in last_eval.items()}
+  summary.update(info)
+  summary.update(step=int(jax.device_get(state.step)), seed=config.seed,
+                 restored_from_step=restored_from_step, wall_time_s=wall_time_s,
+                 experiment=experiment, config=config.to_dict())
+  write_json(os.path.join(workdir, 'summary.json'), summary)
+  return summary

@@ -78,3 +78,35 @@ def test_pack_rejects_short_rows(seq_len):
 def test_pack_rejects_no_tokens():
   with pytest.raises(ValueError, match='no tokens'):
     _pack([[], []], seq_len=8)
+
+
+def _causal(docs, seq_len):
+  docs = [np.array(d, np.int32) for d in docs]
+  return packing.pack_causal(docs, seq_len=seq_len, bos_id=CLS, eos_id=SEP, pad_id=PAD)
+
+
+def test_causal_rows_overlap_by_one_token():
+  # stream: B 10 11 E B 20 E (7 tokens), windows of 4 with stride 3.
+  out = _causal([[10, 11], [20]], seq_len=4)
+  np.testing.assert_array_equal(out['tokens'], [[CLS, 10, 11, SEP], [SEP, CLS, 20, SEP]])
+  np.testing.assert_array_equal(out['segment_ids'], [[1, 1, 1, 1], [1, 2, 2, 2]])
+  # Padding after the stream: B 10 E is 3 tokens -> one row of 4.
+  out = _causal([[10]], seq_len=4)
+  np.testing.assert_array_equal(out['tokens'], [[CLS, 10, SEP, PAD]])
+  np.testing.assert_array_equal(out['segment_ids'], [[1, 1, 1, 0]])
+
+
+def test_causal_targets_cover_the_stream_once():
+  rng = np.random.default_rng(0)
+  docs = [rng.integers(5, 50, size=n) for n in (7, 1, 0, 30, 12, 3)]
+  out = _causal(docs, seq_len=8)
+  tokens, seg = out['tokens'], out['segment_ids']
+  target = (seg[:, 1:] == seg[:, :-1]) & (seg[:, 1:] > 0)  # next_token_loss's weights
+  # Targets: every document token and every [EOS]; never a [BOS] or padding.
+  assert target.sum() == sum(len(d) + 1 for d in docs if len(d))
+  assert (tokens[:, 1:][target] != CLS).all() and (tokens[:, 1:][target] != PAD).all()
+  # Reading the targets row by row reproduces the stream without [BOS].
+  stream = np.concatenate([np.append(d, SEP) for d in docs if len(d)])
+  np.testing.assert_array_equal(tokens[:, 1:][target], stream)
+  with pytest.raises(ValueError, match='empty'):
+    _causal([[]], seq_len=4)

@@ -1,6 +1,7 @@
 """A real SIGKILL after the step-N checkpoint, then a restart: same result as no kill.
 
-Slow tier (``pytest -m slow``): three processes of ``python -m experiments.mlm_pretrain``.
+Slow tier (``pytest -m slow``): three processes of ``python -m experiments.<name>`` for each
+language-model experiment.
 """
 
 import json
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from experiments import mlm_pretrain
+from experiments import clm_pretrain, mlm_pretrain
 
 pytestmark = pytest.mark.slow
 
@@ -20,9 +21,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 N = 150  # checkpoint cadence; the run has 2N steps
 
 
-def _flags(workdir, cache_dir):
+def _flags(module, workdir, cache_dir):
   """Command-line overrides turning the default config into the smoke config (2N steps)."""
-  smoke = mlm_pretrain.smoke_config()
+  smoke = module.smoke_config()
   smoke.num_train_steps, smoke.checkpoint_every_steps = 2 * N, N
   smoke.log_every_steps = 50
   flags = [f'--workdir={workdir}', f'--config.data.cache_dir={cache_dir}']
@@ -34,13 +35,13 @@ def _flags(workdir, cache_dir):
       elif value != default[key] and value is not None:
         flags.append(f'--config.{prefix}{key}={value}')
 
-  walk(mlm_pretrain.get_config(), smoke, '')
+  walk(module.get_config(), smoke, '')
   return flags
 
 
-def _start(workdir, cache_dir):
-  return subprocess.Popen([sys.executable, '-m', 'experiments.mlm_pretrain',
-                           *_flags(workdir, cache_dir)], cwd=ROOT,
+def _start(module, workdir, cache_dir):
+  return subprocess.Popen([sys.executable, '-m', module.__name__,
+                           *_flags(module, workdir, cache_dir)], cwd=ROOT,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -50,13 +51,14 @@ def _evals(workdir):
   return {k: v for k, v in summary.items() if k.startswith('eval/')}, summary
 
 
-def test_sigkill_after_checkpoint_then_restart_matches(tmp_path):
+@pytest.mark.parametrize('module', [mlm_pretrain, clm_pretrain], ids=lambda m: m.EXPERIMENT)
+def test_sigkill_after_checkpoint_then_restart_matches(module, tmp_path):
   cache = str(tmp_path / 'cache')
-  reference = _start(str(tmp_path / 'ref'), cache)
+  reference = _start(module, str(tmp_path / 'ref'), cache)
   assert reference.wait(timeout=600) == 0, reference.stderr.read().decode()[-3000:]
 
   workdir = str(tmp_path / 'killed')
-  proc = _start(workdir, cache)
+  proc = _start(module, workdir, cache)
   ckpt = os.path.join(workdir, 'checkpoints', str(N))
   deadline = time.time() + 600
   while not os.path.isdir(ckpt) and proc.poll() is None and time.time() < deadline:
@@ -66,7 +68,7 @@ def test_sigkill_after_checkpoint_then_restart_matches(tmp_path):
   proc.wait()
   assert not os.path.exists(os.path.join(workdir, 'summary.json'))
 
-  restarted = _start(workdir, cache)
+  restarted = _start(module, workdir, cache)
   assert restarted.wait(timeout=600) == 0, restarted.stderr.read().decode()[-3000:]
   ours, summary = _evals(workdir)
   assert summary['restored_from_step'] == N

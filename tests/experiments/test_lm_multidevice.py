@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from experiments import mlm_pretrain
+from experiments import clm_pretrain, mlm_pretrain
 from jaxssl.losses import lm
 from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.parallel import sharding
@@ -53,28 +53,28 @@ def test_loss_is_normalised_by_the_global_masked_count():
   assert abs(np.mean([t / c for t, c in per_device]) - expected) > 1e-3
 
 
+@pytest.mark.parametrize('module', [mlm_pretrain, clm_pretrain], ids=lambda m: m.EXPERIMENT)
 @pytest.mark.parametrize('fsdp', [1, 2])
-def test_eight_device_step_matches_one_device(tmp_path, fsdp):
-  config = mlm_pretrain.smoke_config()
+def test_eight_device_step_matches_one_device(tmp_path, module, fsdp):
+  config = module.smoke_config()
   config.data.cache_dir = str(tmp_path / 'cache')
-  config.mesh.fsdp = fsdp
-  data = mlm_pretrain.prepare_data(config, str(tmp_path))
+  data = module.prepare_data(config, str(tmp_path))
   vocab = data['tokenizer'].vocab_size
-  batch_np = {'tokens': data['train']['tokens'][:config.global_batch_size]}
+  batch_np = {k: v[:config.global_batch_size] for k, v in data['train'].items()}
   results = []
   for n, f in ((1, 1), (8, fsdp)):
     config.mesh.fsdp = f
     mesh = _mesh(n, f)
-    graphdef, tx, state, shardings = mlm_pretrain.create_train_state(config, mesh, vocab)
-    step = jax.jit(functools.partial(
-        mlm_pretrain.train_step, graphdef=graphdef, tx=tx, config=config, vocab_size=vocab,
-        word_start=jnp.asarray(data['tokenizer'].word_start)),
-        in_shardings=(shardings, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
-        out_shardings=(shardings, sharding.replicated(mesh)))
+    graphdef, tx, state, shardings = module.create_train_state(config, mesh, vocab)
+    step = jax.jit(module.make_train_step(config, graphdef, tx, data),
+                   in_shardings=(shardings, sharding.batch_sharding(mesh),
+                                 sharding.replicated(mesh)),
+                   out_shardings=(shardings, sharding.replicated(mesh)))
     state, metrics = step(state, sharding.put_batch(batch_np, mesh), jax.random.key(3))
     state, metrics = step(state, sharding.put_batch(batch_np, mesh), jax.random.key(3))
     results.append(jax.device_get((state.params, metrics)))
   (p1, m1), (p8, m8) = results
   np.testing.assert_allclose(m8['loss'], m1['loss'], rtol=1e-5)
-  assert m8['num_masked'] == m1['num_masked']
+  for name in ('num_masked', 'num_targets'):
+    assert m8.get(name) == m1.get(name)
   jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-5, rtol=1e-5), p8, p1)

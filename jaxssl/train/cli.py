@@ -1,0 +1,46 @@
+"""The command line every training experiment shares: ``--config.*``, ``--workdir``,
+``--multiprocess``, and one-line errors for bad input.
+
+Flags are defined when ``run`` is called (under ``if __name__ == '__main__'``), so importing
+several experiments in one process (tests, sweeps) defines nothing twice.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxssl.parallel import mesh as mesh_lib
+
+
+def run(get_config: Callable[[], ml_collections.ConfigDict],
+        train_and_evaluate: Callable[..., dict]) -> None:
+  """Parses the flags and calls ``train_and_evaluate(config, workdir)``.
+
+  ``--config.<field>=<value>`` overrides ``get_config()`` (a misspelt field fails); a
+  ValueError or FileNotFoundError (bad config, data or workdir) exits with one line
+  ``error: ...`` and status 1.
+  """
+  config = config_flags.DEFINE_config_dict('config', get_config(), lock_config=True)
+  workdir = flags.DEFINE_string('workdir', None, 'Output folder (resumes if it has '
+                                'checkpoints).', required=True)
+  multiprocess = flags.DEFINE_bool(
+      'multiprocess', False, 'Call jax.distributed.initialize() first (TPU pod slices, '
+      'SLURM, or JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID set).')
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    if multiprocess.value:
+      mesh_lib.initialize_distributed()
+    try:
+      summary = train_and_evaluate(config.value, workdir.value)
+    except (ValueError, FileNotFoundError) as e:  # bad config, data or workdir: one line
+      sys.exit(f'error: {e}')
+    logging.info('summary: %s', {k: v for k, v in summary.items() if k.startswith('eval/')})
+
+  app.run(main)
