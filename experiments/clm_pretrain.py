@@ -32,7 +32,7 @@ import optax
 
 from jaxssl.data import lm_data, packing
 from jaxssl.data import tokenizer as tokenizer_lib
-from jaxssl.generation import decode
+from jaxssl.generation import decode, sampling
 from jaxssl.losses import lm as lm_losses
 from jaxssl.models import transformer
 from jaxssl.parallel import mesh as mesh_lib
@@ -127,7 +127,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   config_checks.positive(config, 'generate.num_samples', 'generate.max_new_tokens')
   g = config.generate
   try:
-    decode.sampling.check_settings(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p)
+    sampling.check_settings(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p)
   except ValueError as e:
     raise ValueError(f'generate.{e}') from None
 
@@ -262,6 +262,21 @@ def sample_texts(graphdef, params, tokenizer, g: ml_collections.ConfigDict,
       num_samples=g.num_samples - 1, max_new_tokens=g.max_new_tokens, rng=rng, **_settings(g))
 
 
+def check_samples_fit(config, tokenizer) -> None:
+  """With learned positions, [BOS] + prompt + new tokens must fit the position table.
+
+  Raises:
+    ValueError: naming ``generate.max_new_tokens`` (checked before training starts).
+  """
+  g = config.generate
+  prompt_len = len(tokenizer.encode([g.prompt])[0]) if g.prompt else 0
+  total = 1 + prompt_len + g.max_new_tokens
+  if config.model.position_encoding == 'learned' and total > config.data.seq_len:
+    raise ValueError(f'generate.max_new_tokens={g.max_new_tokens} plus the prompt ({total} '
+                     f'tokens) exceeds data.seq_len={config.data.seq_len}, the learned '
+                     'position table')
+
+
 def _settings(g):
   return dict(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p)
 
@@ -306,6 +321,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   manager, saved_meta = checkpoint.open_workdir(workdir, experiment=EXPERIMENT,
                                                  config=config)
   data = prepare_data(config, workdir, expected_sha256=saved_meta.get('data_sha256'))
+  check_samples_fit(config, data['tokenizer'])
 
   graphdef, tx, state, shardings = create_train_state(config, mesh, data['tokenizer'].vocab_size)
   state, restored_step = checkpoint.restore_or_keep(manager, state, shardings)

@@ -72,6 +72,15 @@ def test_bad_config_values_raise_before_anything_runs(field, value, match, tmp_p
   assert not os.path.exists(tmp_path / 'cache')  # failed before touching data
 
 
+def test_samples_longer_than_a_learned_position_table_fail_before_training(cache_dir,
+                                                                          tmp_path):
+  config = smoke(clm_pretrain, cache_dir, **{'model.position_encoding': 'learned',
+                                             'generate.max_new_tokens': 31})
+  with pytest.raises(ValueError, match='generate.max_new_tokens=31 plus the prompt'):
+    clm_pretrain.train_and_evaluate(config, str(tmp_path / 'w'))
+  assert not os.path.exists(tmp_path / 'w' / 'checkpoints' / '3')
+
+
 # ---------------------------------------------------------------------------- step level
 
 def _step_setup(cache_dir, workdir, **overrides):
