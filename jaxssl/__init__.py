@@ -11,10 +11,15 @@ Shape legend used in every docstring and inline comment:
   Dh head width (D // H)
   F  MLP hidden width
   N  number of examples (rows) in a dataset split
-  K  clusters
+  K  clusters (k-means) or importance samples (IWAE)
+  H, W, C  image height, width, channels (in image code; H is heads in attention code)
+  Z  latent width (autoencoders, VAEs)
+  S  latent samples per image
 
 Units: losses of language models are in nats per predicted token unless a name says
-otherwise (``bits_per_byte``); throughput in tokens/s counts every position of every row.
+otherwise (``bits_per_byte``); VAE likelihoods and bounds are in nats per image (summed
+over pixels; ``losses.vae.bits_per_dim`` converts); throughput in tokens/s counts every
+position of every row.
 """
 
 __version__ = "0.1.0"

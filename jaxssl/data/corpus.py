@@ -12,24 +12,21 @@ Local sources are prepared once as the ``local_text`` TFDS dataset under
 and cut by `jaxssl.data.text`; exact duplicates are dropped (first kept). Which
 documents are held out depends only on ``data.split_seed`` and the documents' text,
 never on a training seed, so every run of an experiment evaluates on the same text.
+What the image loader shares with this one (cache dir, globs, named TFDS datasets, the
+held-out split) lives in `jaxssl.data.sources`.
 """
 
 import dataclasses
-import glob
-import hashlib
-import json
-import math
 import os
 from collections.abc import Iterator, Sequence
 
 import ml_collections
-import tensorflow_datasets as tfds
 
+from jaxssl.data import sources
 from jaxssl.data import text
 from jaxssl.data.builders import local_text
 
 PYDOC = 'pydoc'
-_READ_CHUNK = 1024  # examples per ArrayRecord read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,25 +91,23 @@ def load_corpus(data: ml_collections.ConfigDict) -> Corpus:
   """
   files = data.get('files')
   if files:
-    paths = _glob_files(files)
-    patterns = ','.join(os.path.abspath(os.path.expanduser(p)) for p in _patterns(files))
-    return _local_corpus(paths, source=f'files:{patterns}', data=data)
+    paths = sources.glob_files(files)
+    return _local_corpus(paths, source=sources.files_source(files), data=data)
   if data.get('name', PYDOC) == PYDOC:
     return _local_corpus((), source=PYDOC, data=data)
   return _tfds_corpus(data)
 
 
-def cache_dir(data: ml_collections.ConfigDict) -> str:
-  """``data.cache_dir``, else ``$JAXSSL_CACHE_DIR``, else ``~/.cache/jaxssl``."""
-  path = data.get('cache_dir') or os.environ.get('JAXSSL_CACHE_DIR') or '~/.cache/jaxssl'
-  return os.path.abspath(os.path.expanduser(path))
+# Shared with the image loader (`jaxssl.data.images`).
+cache_dir = sources.cache_dir
 
 
 def held_out_mask(documents: Sequence[str], *, fraction: float, seed: int) -> list[bool]:
   """Marks ``ceil(fraction * n)`` of the documents as held out.
 
   The held-out documents are those with the smallest ``sha256(seed, text)``: a pure
-  function of the seed and the texts, independent of their order.
+  function of the seed and the texts, independent of their order (see
+  `sources.held_out_mask`).
 
   Args:
     documents: n distinct documents.
@@ -125,12 +120,8 @@ def held_out_mask(documents: Sequence[str], *, fraction: float, seed: int) -> li
   Raises:
     ValueError: if `fraction` is not in (0, 1).
   """
-  if not 0.0 < fraction < 1.0:
-    raise ValueError(f'data.validation_fraction must be in (0, 1), got {fraction}.')
-  keys = [hashlib.sha256(f'{seed}\0{doc}'.encode('utf-8')).digest() for doc in documents]
-  num_held_out = math.ceil(fraction * len(documents))
-  held_out = set(sorted(range(len(documents)), key=keys.__getitem__)[:num_held_out])
-  return [i in held_out for i in range(len(documents))]
+  return sources.held_out_mask([doc.encode('utf-8') for doc in documents], fraction=fraction,
+                               seed=seed, field='data.validation_fraction')
 
 
 def _dedup(documents: Sequence[str]) -> list[str]:
@@ -165,38 +156,13 @@ def _split_corpus(documents: Sequence[str], *, data, sha256: str, source: str) -
 # Local sources: files or the embedded text, prepared as `local_text`.
 
 
-def _patterns(files: str) -> list[str]:
-  """The comma-separated globs of ``data.files``."""
-  return [p.strip() for p in files.split(',') if p.strip()]
-
-
-def _glob_files(files: str) -> list[str]:
-  """Expands the globs of ``data.files`` into sorted, unique absolute file paths.
-
-  Raises:
-    FileNotFoundError: naming ``data.files`` and the pattern, if a glob matches no file.
-    ValueError: if ``data.files`` holds no pattern.
-  """
-  patterns = _patterns(files)
-  if not patterns:
-    raise ValueError(f'data.files={files!r} holds no glob pattern.')
-  paths = set()
-  for pattern in patterns:
-    matches = glob.glob(os.path.expanduser(pattern), recursive=True)
-    matches = [os.path.abspath(m) for m in matches if os.path.isfile(m)]
-    if not matches:
-      raise FileNotFoundError(f'data.files: no file matches {pattern!r}.')
-    paths.update(matches)
-  return sorted(paths)
-
-
 def _local_corpus(paths: Sequence[str], *, source: str, data) -> Corpus:
   """Prepares local text as a `local_text` dataset in the cache, reads and splits it."""
   try:
     config = local_text.make_config(paths, max_chars=data.get('max_document_chars', 2000))
   except ValueError as e:
     raise ValueError(f'{source}: {e}') from e
-  data_dir = os.path.join(cache_dir(data), 'tfds')
+  data_dir = os.path.join(sources.cache_dir(data), 'tfds')
   builder = local_text.prepare(config, data_dir=data_dir)
   documents = local_text.read_documents(builder)
   return _split_corpus(documents, data=data, sha256=config.source_sha256, source=source)
@@ -205,58 +171,10 @@ def _local_corpus(paths: Sequence[str], *, source: str, data) -> Corpus:
 # Named TFDS datasets, read from disk only.
 
 
-def _tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
-  """The builder of a prepared TFDS dataset; never downloads.
-
-  Raises:
-    ValueError: if `name` is not a TFDS dataset (or config) known here.
-    FileNotFoundError: if it is not prepared in `data_dir`.
-  """
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except ValueError as e:  # Includes tfds' DatasetNotFoundError.
-    first_line = str(e).strip().split('\n')[0]
-    raise ValueError(f'data.name={name!r} is not a known TFDS dataset: {first_line}') from e
-  if not builder.is_prepared():
-    where = data_dir or builder.data_dir_root
-    raise FileNotFoundError(
-        f'data.name={name!r}: TFDS dataset not prepared in data_dir {where} '
-        f'(looked for {builder.data_dir}). Nothing is downloaded here: on a machine with '
-        f'network run `tfds build {name} --data_dir={where}` (or `tfds.builder(...)'
-        '.download_and_prepare()`), copy the data_dir here, and set data.data_dir.'
-    )
-  return builder
-
-
-def _check_split(builder, split: str, field: str) -> None:
-  """Raises ValueError naming `field` if `split` is not a split of `builder`."""
-  try:
-    builder.info.splits[split]
-  except (KeyError, ValueError) as e:
-    raise ValueError(
-        f'{field}={split!r} is not a split of {builder.info.full_name}; it has '
-        f'{sorted(builder.info.splits)}.'
-    ) from e
-
-
-def _uses_array_record(builder) -> bool:
-  """True if the prepared files include ArrayRecord (read without TensorFlow)."""
-  formats = [builder.info.file_format, *builder.info.alternative_file_formats]
-  return tfds.core.FileFormat.ARRAY_RECORD in formats
-
-
 def _iter_texts(builder, split: str, text_key: str) -> Iterator[str]:
   """Yields the text feature of each example of `split`, in stored order, decoded."""
-  if _uses_array_record(builder):
-    source = builder.as_data_source(split=split)
-    for start in range(0, len(source), _READ_CHUNK):
-      keys = range(start, min(start + _READ_CHUNK, len(source)))
-      for example in source.__getitems__(keys):
-        yield _decode(example[text_key])
-  else:  # tfrecord: read through tf.data (needs TensorFlow).
-    dataset = builder.as_dataset(split=split, shuffle_files=False)
-    for example in tfds.as_numpy(dataset):
-      yield _decode(example[text_key])
+  for example in sources.iter_examples(builder, split):
+    yield _decode(example[text_key])
 
 
 def _decode(value) -> str:
@@ -266,7 +184,7 @@ def _decode(value) -> str:
 
 def _read_split(builder, split: str, *, field: str, data) -> list[str]:
   """Cleans and cuts the examples of one split into documents (at most max_documents)."""
-  _check_split(builder, split, field)
+  sources.check_split(builder, split, field)
   text_key = data.get('text_key', 'text')
   if text_key not in builder.info.features:
     raise ValueError(
@@ -285,25 +203,15 @@ def _read_split(builder, split: str, *, field: str, data) -> list[str]:
   return documents
 
 
-def _tfds_sha256(builder, *, train_split: str, eval_split: str | None, data) -> str:
-  """Hex sha256 naming what was read: dataset, version, splits and the document cap."""
-  described = {
-      'dataset': builder.info.full_name,
-      'splits': {k: v.num_examples for k, v in sorted(builder.info.splits.items())},
-      'read': [train_split, eval_split],
-      'max_documents': data.get('max_documents'),
-  }
-  return hashlib.sha256(json.dumps(described, sort_keys=True).encode('utf-8')).hexdigest()
-
-
 def _tfds_corpus(data) -> Corpus:
   """Reads a prepared TFDS text dataset (see `load_corpus`)."""
   name = data.get('name')
-  builder = _tfds_builder(name, data.get('data_dir'))
+  builder = sources.tfds_builder(name, data.get('data_dir'))
   source = f'tfds:{name}'
   train_split = data.get('train_split', 'train')
   eval_split = data.get('eval_split')
-  sha256 = _tfds_sha256(builder, train_split=train_split, eval_split=eval_split, data=data)
+  sha256 = sources.tfds_sha256(builder, read=[train_split, eval_split],
+                               max_documents=data.get('max_documents'))
   documents = _read_split(builder, train_split, field='data.train_split', data=data)
   if not documents:
     raise ValueError(f'{source}: split {train_split!r} has no text.')

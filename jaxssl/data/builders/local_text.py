@@ -16,29 +16,19 @@ directory that it renames into place only when complete.
     documents = local_text.read_documents(builder)
 """
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import tensorflow_datasets as tfds
 
+from jaxssl.data import sources as sources_lib
 from jaxssl.data import text
+from jaxssl.data.builders import offline
 
 NAME = 'local_text'
 PYDOC = 'pydoc'
-_READ_CHUNK = 1024  # examples per ArrayRecord read
-
-
-def _registered() -> bool:
-  """True if a `local_text` builder is already registered (module reloaded)."""
-  try:
-    tfds.builder_cls(NAME)
-  except tfds.core.registered.DatasetNotFoundError:
-    return False
-  return True
 
 
 @dataclasses.dataclass(eq=False)
@@ -58,7 +48,7 @@ class LocalTextConfig(tfds.core.BuilderConfig):
   source_sha256: str = ''
 
 
-class LocalText(tfds.core.GeneratorBasedBuilder, skip_registration=_registered()):
+class LocalText(tfds.core.GeneratorBasedBuilder, skip_registration=offline.is_registered(NAME)):
   """Documents cut from local text; see the module docstring."""
 
   name = NAME
@@ -135,17 +125,8 @@ def decode_utf8(data: bytes, label: str) -> str:
     ) from e
 
 
-def content_sha256(contents: Sequence[bytes]) -> str:
-  """Hex sha256 of several byte strings, each framed by its 8-byte length.
-
-  The framing makes moving bytes from one file to the next change the hash (file
-  boundaries are document boundaries).
-  """
-  digest = hashlib.sha256()
-  for data in contents:
-    digest.update(len(data).to_bytes(8, 'big'))
-    digest.update(data)
-  return digest.hexdigest()
+# Hex sha256 of several byte strings, each framed by its 8-byte length.
+content_sha256 = offline.content_sha256
 
 
 def make_config(paths: Sequence[str], *, max_chars: int) -> LocalTextConfig:
@@ -186,33 +167,12 @@ def make_config(paths: Sequence[str], *, max_chars: int) -> LocalTextConfig:
   )
 
 
-@contextlib.contextmanager
-def _file_lock(path: str) -> Iterator[None]:
-  """Holds an exclusive advisory lock on `path` (released if the process dies)."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, 'a') as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _remove_incomplete(builder: LocalText) -> None:
-  """Deletes temporary directories left by a preparation that was killed.
-
-  TFDS writes into ``incomplete.<random>_<version>`` beside the final directory; only
-  call this while holding the config's lock, when no other process is writing one.
-  """
-  for path in builder.data_path.parent.glob(f'incomplete.*_{builder.version}'):
-    path.rmtree(missing_ok=True)
-
-
 def prepare(config: LocalTextConfig, *, data_dir: str | os.PathLike) -> LocalText:
   """Prepares `config` under `data_dir` once, with no network; returns its builder.
 
   Safe to call from several processes at once: the first prepares while the others
-  wait on a lock file (``<data_dir>/.locks/``), then all read the same files.
+  wait on a lock file (``<data_dir>/.locks/``), then all read the same files (see
+  `offline.prepare`).
 
   Args:
     config: from `make_config`.
@@ -222,17 +182,7 @@ def prepare(config: LocalTextConfig, *, data_dir: str | os.PathLike) -> LocalTex
   Returns:
     A prepared builder; read it with `read_documents` or ``as_data_source``.
   """
-  data_dir = os.fspath(data_dir)
-  lock = os.path.join(data_dir, '.locks', f'{NAME}-{config.name}.lock')
-  with _file_lock(lock):
-    builder = LocalText(config=config, data_dir=data_dir)
-    if not builder.is_prepared():
-      _remove_incomplete(builder)
-      builder.download_and_prepare(
-          file_format='array_record',
-          download_config=tfds.download.DownloadConfig(try_download_gcs=False),
-      )
-  return builder
+  return offline.prepare(LocalText, config, data_dir=data_dir)
 
 
 def read_documents(builder: tfds.core.DatasetBuilder) -> list[str]:
@@ -244,9 +194,4 @@ def read_documents(builder: tfds.core.DatasetBuilder) -> list[str]:
   Returns:
     The documents of the ``train`` split.
   """
-  source = builder.as_data_source(split='train')
-  documents = []
-  for start in range(0, len(source), _READ_CHUNK):
-    keys = range(start, min(start + _READ_CHUNK, len(source)))
-    documents.extend(ex['text'].decode('utf-8') for ex in source.__getitems__(keys))
-  return documents
+  return [ex['text'].decode('utf-8') for ex in sources_lib.iter_examples(builder, 'train')]

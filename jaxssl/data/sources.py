@@ -1,0 +1,193 @@
+"""What the text and image loaders share about where data comes from.
+
+* `cache_dir`: where local sources are prepared as TFDS datasets.
+* `glob_files`: the user's files, from the comma-separated globs of ``data.files``.
+* `tfds_builder`, `check_split`, `iter_examples`, `tfds_sha256`: named TFDS datasets,
+  read from disk only. Nothing is downloaded: with no network ``tfds.load`` retries for
+  minutes, so an unprepared dataset fails at once, saying how to prepare it.
+* `held_out_mask`: the fixed held-out split, a function of a split seed and each
+  example's content only, never of a training seed.
+"""
+
+import glob
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterator, Sequence
+
+import ml_collections
+import tensorflow_datasets as tfds
+
+_READ_CHUNK = 1024  # examples per ArrayRecord read
+
+
+def cache_dir(data: ml_collections.ConfigDict) -> str:
+  """``data.cache_dir``, else ``$JAXSSL_CACHE_DIR``, else ``~/.cache/jaxssl``."""
+  path = data.get('cache_dir') or os.environ.get('JAXSSL_CACHE_DIR') or '~/.cache/jaxssl'
+  return os.path.abspath(os.path.expanduser(path))
+
+
+def patterns(files: str) -> list[str]:
+  """The comma-separated globs of ``data.files``."""
+  return [p.strip() for p in files.split(',') if p.strip()]
+
+
+def files_source(files: str) -> str:
+  """``'files:<abs glob>[,...]'``: the ``source`` string of a ``data.files`` source."""
+  return 'files:' + ','.join(os.path.abspath(os.path.expanduser(p)) for p in patterns(files))
+
+
+def glob_files(files: str) -> list[str]:
+  """Expands the globs of ``data.files`` into sorted, unique absolute file paths.
+
+  Args:
+    files: comma-separated globs (``~`` and ``**`` work).
+
+  Returns:
+    The matching files (not directories), absolute, sorted.
+
+  Raises:
+    FileNotFoundError: naming ``data.files`` and the pattern, if a glob matches no file.
+    ValueError: if ``data.files`` holds no pattern.
+  """
+  globs = patterns(files)
+  if not globs:
+    raise ValueError(f'data.files={files!r} holds no glob pattern.')
+  paths = set()
+  for pattern in globs:
+    matches = glob.glob(os.path.expanduser(pattern), recursive=True)
+    matches = [os.path.abspath(m) for m in matches if os.path.isfile(m)]
+    if not matches:
+      raise FileNotFoundError(f'data.files: no file matches {pattern!r}.')
+    paths.update(matches)
+  return sorted(paths)
+
+
+def held_out_mask(contents: Sequence[bytes], *, fraction: float, seed: int,
+                  field: str) -> list[bool]:
+  """Marks ``ceil(fraction * n)`` of n examples as held out, by content.
+
+  The held-out examples are those with the smallest ``sha256(f'{seed}\\0' + content)``
+  (ties, i.e. exact duplicates, in index order): a pure function of the seed and the
+  contents, independent of their order, so duplicates land on the same side unless
+  they straddle the cut.
+
+  Args:
+    contents: n byte strings, one per example (e.g. UTF-8 text, or image bytes).
+    fraction: the held-out fraction, in (0, 1).
+    seed: the split seed.
+    field: the config field `fraction` came from, for the error message.
+
+  Returns:
+    n booleans, True where held out.
+
+  Raises:
+    ValueError: naming `field`, if `fraction` is not in (0, 1).
+  """
+  if not 0.0 < fraction < 1.0:
+    raise ValueError(f'{field} must be in (0, 1), got {fraction}.')
+  prefix = f'{seed}\0'.encode('utf-8')
+  keys = [hashlib.sha256(prefix + content).digest() for content in contents]
+  num_held_out = math.ceil(fraction * len(contents))
+  held_out = set(sorted(range(len(contents)), key=keys.__getitem__)[:num_held_out])
+  return [i in held_out for i in range(len(contents))]
+
+
+# Named TFDS datasets, read from disk only.
+
+
+def tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+  """The builder of a prepared TFDS dataset; never downloads.
+
+  Args:
+    name: ``data.name``: a TFDS name, with optional config and version.
+    data_dir: ``data.data_dir``; None means the TFDS default.
+
+  Returns:
+    A prepared builder.
+
+  Raises:
+    ValueError: if `name` is not a TFDS dataset (or config) known here.
+    FileNotFoundError: if it is not prepared in `data_dir`; the message names the
+      ``tfds build`` command that prepares it.
+  """
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except ValueError as e:  # Includes tfds' DatasetNotFoundError.
+    first_line = str(e).strip().split('\n')[0]
+    raise ValueError(f'data.name={name!r} is not a known TFDS dataset: {first_line}') from e
+  if not builder.is_prepared():
+    where = data_dir or builder.data_dir_root
+    raise FileNotFoundError(
+        f'data.name={name!r}: TFDS dataset not prepared in data_dir {where} '
+        f'(looked for {builder.data_dir}). Nothing is downloaded here: on a machine with '
+        f'network run `tfds build {name} --data_dir={where}` (or `tfds.builder(...)'
+        '.download_and_prepare()`), copy the data_dir here, and set data.data_dir.'
+    )
+  return builder
+
+
+def check_split(builder: tfds.core.DatasetBuilder, split: str, field: str) -> None:
+  """Raises ValueError naming `field` if `split` is not a split of `builder`."""
+  try:
+    builder.info.splits[split]
+  except (KeyError, ValueError) as e:
+    raise ValueError(
+        f'{field}={split!r} is not a split of {builder.info.full_name}; it has '
+        f'{sorted(builder.info.splits)}.'
+    ) from e
+
+
+def uses_array_record(builder: tfds.core.DatasetBuilder) -> bool:
+  """True if the prepared files include ArrayRecord (read without TensorFlow)."""
+  formats = [builder.info.file_format, *builder.info.alternative_file_formats]
+  return tfds.core.FileFormat.ARRAY_RECORD in formats
+
+
+def iter_examples(builder: tfds.core.DatasetBuilder, split: str, *,
+                  limit: int | None = None) -> Iterator[dict]:
+  """Yields the decoded examples of `split` in stored order.
+
+  ArrayRecord is read with ``as_data_source`` (no TensorFlow); TFRecord through
+  ``tf.data`` (imports TensorFlow).
+
+  Args:
+    builder: a prepared builder.
+    split: a split of it (check it first with `check_split`).
+    limit: read at most this many examples; None reads all.
+
+  Yields:
+    Dicts of NumPy values, as TFDS decodes them (text as UTF-8 bytes).
+  """
+  if uses_array_record(builder):
+    source = builder.as_data_source(split=split)
+    size = len(source) if limit is None else min(limit, len(source))
+    for start in range(0, size, _READ_CHUNK):
+      yield from source.__getitems__(range(start, min(start + _READ_CHUNK, size)))
+  else:
+    dataset = builder.as_dataset(split=split, shuffle_files=False)
+    if limit is not None:
+      dataset = dataset.take(limit)
+    yield from tfds.as_numpy(dataset)
+
+
+def tfds_sha256(builder: tfds.core.DatasetBuilder, *, read: Sequence[str | None],
+                **caps) -> str:
+  """Hex sha256 naming what was read of a named dataset.
+
+  It hashes a JSON of the dataset's full name (name/config/version), its splits and
+  their sizes, the splits read and the caps on what was read from them.
+
+  Args:
+    builder: a prepared builder.
+    read: the splits read (None for one not read).
+    **caps: e.g. ``max_documents=None``; part of the hash.
+  """
+  described = {
+      'dataset': builder.info.full_name,
+      'splits': {k: v.num_examples for k, v in sorted(builder.info.splits.items())},
+      'read': list(read),
+      **caps,
+  }
+  return hashlib.sha256(json.dumps(described, sort_keys=True).encode('utf-8')).hexdigest()
