@@ -6,6 +6,7 @@ milliseconds and the message says which ``--config.<field>`` to fix.
 
 from __future__ import annotations
 
+import json
 from typing import Iterable
 
 import ml_collections
@@ -111,9 +112,16 @@ def _flatten(d: dict, prefix: str = '') -> dict:
   return out
 
 
+def _as_json(d: dict) -> dict:
+  return json.loads(json.dumps(d, default=str))
+
+
 def config_differences(saved: dict, current: dict) -> list[str]:
-  """Dotted fields whose values differ, ignoring ``RESUMABLE_CHANGES``."""
-  a, b = _flatten(saved), _flatten(current)
+  """Dotted fields whose values differ, ignoring ``RESUMABLE_CHANGES``.
+
+  Both sides are compared as JSON would store them (a tuple equals the list it is saved as).
+  """
+  a, b = _flatten(_as_json(saved)), _flatten(_as_json(current))
   return sorted(f for f in set(a) | set(b)
                 if f not in RESUMABLE_CHANGES and a.get(f) != b.get(f))
 
@@ -140,7 +148,8 @@ def check_workdir(manager: ocp.CheckpointManager, experiment: str,
                        f'{meta.get("experiment")!r}, not {experiment!r}: use another --workdir')
     diffs = config_differences(meta.get('config', {}), config.to_dict())
     if diffs:
-      a, b = _flatten(meta.get('config', {})), _flatten(config.to_dict())
+      a = _flatten(_as_json(meta.get('config', {})))
+      b = _flatten(_as_json(config.to_dict()))
       details = ', '.join(f'{f}: {a.get(f)!r} in the checkpoint vs {b.get(f)!r} now'
                           for f in diffs)
       raise ValueError(f'workdir {manager.directory} was trained with another config '

@@ -38,7 +38,7 @@ class Cadence:
 
 
 def _flush(pending: list[tuple[int, dict]], writer, *, elapsed_s: float,
-           tokens_per_step: int) -> dict[str, float]:
+           tokens_per_step: int, examples_per_step: int) -> dict[str, float]:
   """Moves pending per-step metrics to the host, checks them and writes their means."""
   steps = [s for s, _ in pending]
   values = jax.device_get([m for _, m in pending])
@@ -51,7 +51,10 @@ def _flush(pending: list[tuple[int, dict]], writer, *, elapsed_s: float,
   if 'learning_rate' in summary:
     summary['learning_rate'] = float(values[-1]['learning_rate'])
   summary['steps_per_sec'] = len(steps) / elapsed_s
-  summary['tokens_per_sec'] = len(steps) * tokens_per_step / elapsed_s
+  if tokens_per_step:
+    summary['tokens_per_sec'] = len(steps) * tokens_per_step / elapsed_s
+  if examples_per_step:
+    summary['examples_per_sec'] = len(steps) * examples_per_step / elapsed_s
   writer.write_scalars(steps[-1], {f'train/{k}': v for k, v in summary.items()})
   return summary
 
@@ -59,7 +62,8 @@ def _flush(pending: list[tuple[int, dict]], writer, *, elapsed_s: float,
 def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: jax.Array,
         cadence: Cadence, writer: metric_writers.MetricWriter, manager,
         meta: dict, eval_fn: Callable[[Any, int], dict[str, float]] | None = None,
-        tokens_per_step: int = 0, fail_at_step: int | None = None):
+        tokens_per_step: int = 0, examples_per_step: int = 0,
+        fail_at_step: int | None = None):
   """Trains from ``state.step`` to ``cadence.num_train_steps``.
 
   Args:
@@ -72,7 +76,8 @@ def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: ja
     manager: Orbax CheckpointManager (see ``checkpoint.make_manager``).
     meta: JSON-able dict saved with each checkpoint.
     eval_fn: ``(state, step) -> {name: value}``; written as ``eval/<name>``.
-    tokens_per_step: tokens per global batch, for ``train/tokens_per_sec``.
+    tokens_per_step: tokens per global batch, for ``train/tokens_per_sec`` (0: not written).
+    examples_per_step: examples (images) per global batch, for ``train/examples_per_sec``.
     fail_at_step: test hook: raise ``SimulatedFault`` right after this step's work.
 
   Returns:
@@ -95,7 +100,8 @@ def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: ja
     checkpoint_due = cadence.due(cadence.checkpoint_every_steps, done)
     if pending and (cadence.due(cadence.log_every_steps, done) or checkpoint_due):
       now = time.perf_counter()
-      _flush(pending, writer, elapsed_s=now - t_log, tokens_per_step=tokens_per_step)
+      _flush(pending, writer, elapsed_s=now - t_log, tokens_per_step=tokens_per_step,
+             examples_per_step=examples_per_step)
       pending, t_log = [], now
     if eval_fn is not None and cadence.due(cadence.eval_every_steps, done):
       with report.timed('eval'):

@@ -6,6 +6,8 @@ import json
 import os
 
 import jax
+import numpy as np
+import PIL.Image
 from clu import metric_writers
 
 
@@ -36,3 +38,48 @@ def write_summary(workdir: str, *, experiment: str, config, state, last_eval: di
                  experiment=experiment, config=config.to_dict())
   write_json(os.path.join(workdir, 'summary.json'), summary)
   return summary
+
+
+def image_grid(images: np.ndarray, *, columns: int = 8, pad: int = 1) -> np.ndarray:
+  """Tiles images into one picture, row-major, with ``pad`` white pixels between tiles.
+
+  Args:
+    images: float [N, H, W, C] in [0, 1] (values outside are clipped), C in {1, 3}.
+    columns: tiles per row (fewer when N is smaller).
+
+  Returns:
+    uint8 [rows * (H + pad) + pad, columns * (W + pad) + pad, C].
+
+  Raises:
+    ValueError: not a 4-D batch or no images.
+  """
+  images = np.asarray(images, np.float32)
+  if images.ndim != 4 or not images.shape[0]:
+    raise ValueError(f'image_grid takes a non-empty [N, H, W, C] batch, got {images.shape}')
+  n, h, w, c = images.shape
+  columns = min(columns, n)
+  rows = -(-n // columns)
+  grid = np.ones((rows * (h + pad) + pad, columns * (w + pad) + pad, c), np.float32)
+  for i, image in enumerate(np.clip(images, 0.0, 1.0)):
+    r, col = divmod(i, columns)
+    grid[pad + r * (h + pad):pad + r * (h + pad) + h,
+         pad + col * (w + pad):pad + col * (w + pad) + w] = image
+  return np.round(grid * 255).astype(np.uint8)
+
+
+def write_image_grids(writer: metric_writers.MetricWriter, workdir: str, step: int,
+                      grids: dict[str, np.ndarray], *, scale: int = 1) -> None:
+  """Writes uint8 [H, W, C] pictures to TensorBoard and as ``WORKDIR/images/<name>_<step>.png``.
+
+  ``scale`` enlarges the PNGs by pixel repetition (8x8 digits are unreadable at 1:1); '/' in
+  a name becomes '_' in the file name. Only process 0 writes files.
+  """
+  writer.write_images(step, {name: grid[None] for name, grid in grids.items()})
+  if jax.process_index() != 0:
+    return
+  folder = os.path.join(workdir, 'images')
+  os.makedirs(folder, exist_ok=True)
+  for name, grid in grids.items():
+    big = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
+    picture = PIL.Image.fromarray(big[..., 0] if big.shape[-1] == 1 else big)
+    picture.save(os.path.join(folder, f'{name.replace("/", "_")}_{step}.png'))

@@ -1,0 +1,343 @@
+r"""Convolutional (denoising) autoencoder, with reconstruction-error anomaly detection.
+
+Hinton & Salakhutdinov 2006 (autoencoders); Vincent, Larochelle, Bengio & Manzagol 2008,
+"Extracting and Composing Robust Features with Denoising Autoencoders": with
+``--config.method.noise_std`` (Gaussian) or ``--config.method.mask_prob`` (masking noise)
+the encoder sees a corrupted image and the decoder must return the clean one.
+
+  python -m experiments.autoencoder --workdir=/tmp/ae
+  python -m experiments.autoencoder --workdir=/tmp/dae --config.method.noise_std=0.3
+  python -m experiments.autoencoder --workdir=/tmp/ae7 --config.method.anomaly_class=7
+
+Default data: scikit-learn's bundled 8x8 digits (1,797 images) through the local TFDS
+pipeline; ``--config.data.name=mnist --config.data.data_dir=...`` or
+``--config.data.files='/path/*-ubyte.gz'`` read MNIST-style data. Metrics (test split):
+``eval/mse``, ``eval/psnr`` (dB, mean over images) against ``eval/psnr_mean_image`` (always
+predicting the training mean image), for denoising ``eval/psnr_noisy`` (the corrupted
+input's PSNR), ``eval/compression_ratio``, and with ``method.anomaly_class=c`` (class c left
+out of training) ``eval/anomaly_auroc`` of the reconstruction error. Reconstructions go to
+TensorBoard and ``WORKDIR/images/*.png``. Results on 2 CPU cores: see README.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from sklearn import metrics as sk_metrics
+
+from jaxssl.data import augment, images, pipeline
+from jaxssl.losses import reconstruction
+from jaxssl.models import conv_ae
+from jaxssl.parallel import mesh as mesh_lib
+from jaxssl.parallel import sharding
+from jaxssl.train import checkpoint, cli, config_checks, loop, optim, writers
+from jaxssl.train import state as state_lib
+from jaxssl.train import step as train_step_lib
+
+EXPERIMENT = 'autoencoder'
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The default run: digits, 16 latent numbers per 64-pixel image, under a minute on 2 cores."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Root of every random choice of training (init, noise, data order).
+  c.global_batch_size = 64  # Images per optimizer step, over all devices and processes.
+  c.num_epochs = 150  # Passes over the training images ...
+  c.num_train_steps = 4000  # ... capped at this many steps (MNIST-sized data: ~15 min).
+  c.log_every_steps = 200  # Train metrics cadence.
+  c.eval_every_steps = 1000  # Test-split evaluation and image grids (and at the end).
+  c.checkpoint_every_steps = 1000  # Orbax save cadence (and always at the end).
+  c.max_checkpoints_to_keep = 3  # Older step folders are deleted.
+
+  c.data = images.data_config()
+
+  c.model = ml_collections.ConfigDict()
+  c.model.latent_dim = 16  # Z: numbers per image in the bottleneck.
+  c.model.widths = (32, 64)  # Channels of the stride-2 convolutions (each halves H and W).
+  c.model.activation = 'gelu'  # gelu | relu.
+
+  c.method = ml_collections.ConfigDict()
+  c.method.noise_std = 0.0  # Gaussian corruption of the input (denoising AE); 0 = plain AE.
+  c.method.mask_prob = 0.0  # Masking corruption: probability a pixel is zeroed.
+  c.method.anomaly_class = -1  # Leave this class out of training and score it; -1 = off.
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.learning_rate = 2e-3  # Peak AdamW rate.
+  c.optim.warmup_steps = 100  # Linear warmup from 0.
+  c.optim.decay = 'cosine'  # linear | cosine | constant after warmup.
+  c.optim.weight_decay = 0.0  # Decoupled; never on biases.
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.eps = 1e-8
+  c.optim.grad_clip_norm = 0.0  # Global-norm clipping; 0 disables.
+  c.optim.grad_accum_steps = 1  # Micro-batches per step (same update as one large batch).
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.global_batch_size = 256  # Images per eval step; the last batch is padded.
+  c.eval.num_images = 8  # Test images shown (with their reconstructions) in the grids.
+  c.eval.png_scale = 4  # PNG enlargement by pixel repetition (8x8 digits are tiny).
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # Data-parallel size; -1 = every device not used by fsdp.
+  c.mesh.fsdp = 1  # Parameter-sharding size.
+  return c
+
+
+def smoke_config() -> ml_collections.ConfigDict:
+  """A few steps of a small model on the digits: seconds, for tests."""
+  c = get_config()
+  c.global_batch_size = 16
+  c.num_train_steps = 6
+  c.log_every_steps = 2
+  c.eval_every_steps = 0
+  c.checkpoint_every_steps = 3
+  c.model.latent_dim = 4
+  c.model.widths = (4, 8)
+  c.optim.warmup_steps = 2
+  c.eval.global_batch_size = 128
+  return c
+
+
+# ----------------------------------------------------------------------------- config
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Raises ValueError naming the first bad field; runs before any data or compilation."""
+  config_checks.check_training(config, num_devices, jax.process_count())
+  images.check_config(config)
+  config_checks.positive(config, 'num_epochs', 'model.latent_dim', 'eval.num_images',
+                         'eval.png_scale')
+  config_checks.one_of(config, 'model.activation', ('gelu', 'relu'))
+  config_checks.non_negative(config, 'method.noise_std')
+  config_checks.in_unit_interval(config, 'method.mask_prob')
+  if config.method.mask_prob >= 1:
+    raise ValueError(f'method.mask_prob={config.method.mask_prob} must be < 1')
+  if not config.model.widths or min(config.model.widths) < 1:
+    raise ValueError(f'model.widths={config.model.widths} must be positive channel counts')
+
+
+def denoising(config) -> bool:
+  return config.method.noise_std > 0 or config.method.mask_prob > 0
+
+
+# ----------------------------------------------------------------------------- data
+
+def prepare_data(config: ml_collections.ConfigDict) -> dict:
+  """Train/test images (uint8 [N, H, W, C]) and labels, the training mean image, and facts.
+
+  With ``method.anomaly_class=c`` the training split loses every image of class c.
+
+  Raises:
+    ValueError: an anomaly class the data does not have, or empty data.
+  """
+  data = images.load_images(config.data)
+  train = data.train
+  c = config.method.anomaly_class
+  if c >= 0:
+    if c >= data.num_classes:
+      raise ValueError(f'method.anomaly_class={c} is not a class of {data.source} '
+                       f'(labels 0..{data.num_classes - 1})')
+    keep = train['label'] != c
+    train = {k: v[keep] for k, v in train.items()}
+  mean_image = train['image'].astype(np.float64).mean(axis=0) / 255.0  # [H, W, C]
+  return dict(train=train, test=data.test, image_shape=tuple(train['image'].shape[1:]),
+              mean_image=mean_image.astype(np.float32), info=dict(data.info))
+
+
+def num_train_steps(config, num_train: int) -> int:
+  """min(num_epochs * steps per epoch, num_train_steps): the run's length in steps."""
+  return min(config.num_train_steps, config.num_epochs * (num_train // config.global_batch_size))
+
+
+def _as_float(image):
+  return image.astype(jnp.float32) / 255.0
+
+
+# ----------------------------------------------------------------------------- steps
+
+def train_step(state, batch, rng, *, graphdef, tx, config, total_steps):
+  """One AdamW step on a global batch of images; pure and jit-compiled once.
+
+  The corruption of the whole global batch is drawn first from ``fold_in(rng, step)``, so
+  gradient accumulation and the device count do not change it.
+
+  Args:
+    state: TrainState.
+    batch: {'image': uint8 [B, H, W, C], 'label': int32 [B]} global (sharded) images.
+
+  Returns:
+    (state, metrics): f32 scalars ``loss`` (squared error summed over an image's pixels,
+    mean over the global batch), ``mse`` (per pixel), ``grad_norm``, ``learning_rate``.
+  """
+  x = _as_float(batch['image'])
+  noisy = augment.corrupt(jax.random.fold_in(rng, state.step), x,
+                          noise_std=config.method.noise_std, mask_prob=config.method.mask_prob)
+
+  def sums_fn(params, mb, _):
+    logits, _ = state_lib.merge_model(graphdef, params)(mb['noisy'])
+    errors = reconstruction.squared_error(jax.nn.sigmoid(logits), mb['clean'])  # [b]
+    return jnp.sum(errors), {'count': jnp.asarray(errors.shape[0], jnp.float32)}
+
+  grads, sums = train_step_lib.accumulate_gradients(
+      sums_fn, state.params, {'noisy': noisy, 'clean': x}, rng, config.optim.grad_accum_steps)
+  grads = train_step_lib.divide(grads, sums['count'])  # mean over the global batch
+  loss = sums['loss'] / sums['count']
+  schedule = optim.make_schedule(config.optim, total_steps)
+  metrics = dict(loss=loss, mse=loss / math.prod(x.shape[1:]),
+                 grad_norm=optax.global_norm(grads),
+                 learning_rate=jnp.asarray(schedule(state.step), jnp.float32))
+  return state_lib.apply_gradients(state, grads, tx), metrics
+
+
+def eval_step(params, batch, *, graphdef, config, mean_image):
+  """Per-image test metrics (the host averages them over the real rows).
+
+  The eval corruption of each image comes from (``data.split_seed``, its index), so it is
+  the same for every seed, batch size and device count.
+
+  Returns:
+    dict of f32 [B]: mse, psnr (dB), psnr_mean_image, psnr_noisy, and weights.
+  """
+  x = _as_float(batch['image'])
+  key = jax.random.fold_in(jax.random.key(config.data.split_seed), 0x5EED)
+  keys = jax.vmap(functools.partial(jax.random.fold_in, key))(jnp.maximum(batch['index'], 0))
+  noisy = jax.vmap(lambda k, image: augment.corrupt(
+      k, image[None], noise_std=config.method.noise_std,
+      mask_prob=config.method.mask_prob)[0])(keys, x)
+  logits, _ = state_lib.merge_model(graphdef, params)(noisy)
+  mse = reconstruction.mse(jax.nn.sigmoid(logits), x)
+  return dict(mse=mse, psnr=reconstruction.psnr(mse),
+              psnr_mean_image=reconstruction.psnr(
+                  reconstruction.mse(jnp.broadcast_to(mean_image, x.shape), x)),
+              psnr_noisy=reconstruction.psnr(reconstruction.mse(noisy, x)),
+              weights=batch['weights'])
+
+
+def evaluate(params, data, eval_fn, mesh, config) -> dict[str, float]:
+  """Test-split metrics: means over every test image, and the anomaly AUROC if asked for."""
+  per_image = {}
+  for batch in pipeline.eval_batches(data['test'], global_batch_size=config.eval.global_batch_size,
+                                     process_index=jax.process_index(),
+                                     process_count=jax.process_count()):
+    out = jax.device_get(eval_fn(params, sharding.put_batch(batch, mesh)))
+    for k, v in out.items():
+      per_image.setdefault(k, []).append(np.asarray(v))
+  per_image = {k: np.concatenate(v) for k, v in per_image.items()}
+  real = per_image.pop('weights') > 0
+  per_image = {k: v[real] for k, v in per_image.items()}
+  h, w, c = data['image_shape']
+  result = {k: float(np.mean(v)) for k, v in per_image.items()}
+  result['compression_ratio'] = h * w * c / config.model.latent_dim
+  if not denoising(config):
+    del result['psnr_noisy']
+  if config.method.anomaly_class >= 0:
+    is_anomaly = data['test']['label'] == config.method.anomaly_class
+    result['anomaly_auroc'] = float(sk_metrics.roc_auc_score(is_anomaly, per_image['mse']))
+  return result
+
+
+def image_grids(graphdef, params, data, config) -> dict[str, np.ndarray]:
+  """Test images, their corrupted inputs (denoising) and reconstructions, one row each."""
+  n = min(config.eval.num_images, len(data['test']['image']))
+  x = data['test']['image'][:n].astype(np.float32) / 255.0
+  key = jax.random.fold_in(jax.random.key(config.data.split_seed), 0x5EED)
+  noisy = jnp.stack([augment.corrupt(jax.random.fold_in(key, i), x[i:i + 1],
+                                     noise_std=config.method.noise_std,
+                                     mask_prob=config.method.mask_prob)[0] for i in range(n)])
+  logits, _ = state_lib.merge_model(graphdef, params)(noisy)
+  rows = [x] + ([np.asarray(noisy)] if denoising(config) else []) + [
+      np.asarray(jax.nn.sigmoid(logits))]
+  return {'reconstructions': writers.image_grid(np.concatenate(rows), columns=n)}
+
+
+# ----------------------------------------------------------------------------- run
+
+def create_train_state(config, mesh, image_shape, total_steps):
+  """(graphdef, tx, state, shardings): a fresh state built directly on the mesh."""
+  tx = optim.make_optimizer(config.optim, total_steps)
+  graphdef, state, shardings = state_lib.init_on_mesh(
+      lambda rngs: conv_ae.Autoencoder(image_shape, config.model.latent_dim,
+                                       tuple(config.model.widths),
+                                       activation=config.model.activation, rngs=rngs),
+      tx, mesh, jax.random.fold_in(jax.random.key(config.seed), 0))
+  return graphdef, tx, state, shardings
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       fail_at_step: int | None = None) -> dict:
+  """Trains and evaluates; resumes from ``workdir``'s latest checkpoint if there is one.
+
+  Returns:
+    The summary dict also written to ``WORKDIR/summary.json``.
+
+  Raises:
+    ValueError: a bad config value (before any compilation), data too small for one batch,
+      or a workdir written by another experiment or an incompatible config.
+  """
+  t_start = time.time()
+  mesh = mesh_lib.make_mesh(config.mesh)
+  validate_config(config, mesh.devices.size)
+  manager, saved_meta = checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
+  data = prepare_data(config)
+  if saved_meta.get('data_sha256') not in (None, data['info']['data/sha256']):
+    raise ValueError(f'{workdir}: its checkpoints were trained on data with sha256 '
+                     f'{saved_meta["data_sha256"]}, but {data["info"]["data/source"]} now gives '
+                     f'{data["info"]["data/sha256"]}; use another --workdir or restore the data')
+  total_steps = num_train_steps(config, len(data['train']['image']))
+  if total_steps < 1 or config.optim.warmup_steps > total_steps:
+    raise ValueError(f'{len(data["train"]["image"])} training images give {total_steps} steps '
+                     f'of global_batch_size={config.global_batch_size}, fewer than '
+                     f'optim.warmup_steps={config.optim.warmup_steps} or none at all')
+
+  graphdef, tx, state, shardings = create_train_state(config, mesh, data['image_shape'],
+                                                      total_steps)
+  state, restored_step = checkpoint.restore_or_keep(manager, state, shardings)
+  jit_step = sharding.jit_train_step(functools.partial(
+      train_step, graphdef=graphdef, tx=tx, config=config, total_steps=total_steps),
+      shardings, mesh)
+  eval_fn = sharding.jit_eval_step(functools.partial(
+      eval_step, graphdef=graphdef, config=config, mean_image=jnp.asarray(data['mean_image'])),
+      shardings.params, mesh)
+  get_batch = loop.batch_getter(data['train'], mesh, seed=config.seed,
+                                global_batch_size=config.global_batch_size)
+  writer = writers.create_writer(workdir)
+
+  def run_eval(state, step):
+    writers.write_image_grids(writer, workdir, step,
+                              image_grids(graphdef, state.params, data, config),
+                              scale=config.eval.png_scale)
+    return evaluate(state.params, data, eval_fn, mesh, config)
+
+  cadence = loop.Cadence(total_steps, config.log_every_steps, config.eval_every_steps,
+                         config.checkpoint_every_steps)
+  try:
+    state, last_eval = loop.run(
+        state, train_step=jit_step, get_batch=get_batch,
+        rng=jax.random.fold_in(jax.random.key(config.seed), 1), cadence=cadence,
+        writer=writer, manager=manager,
+        meta={'experiment': EXPERIMENT, 'config': config.to_dict(),
+              'data_sha256': data['info']['data/sha256']},
+        eval_fn=run_eval, examples_per_step=config.global_batch_size,
+        fail_at_step=fail_at_step)
+    if not last_eval:  # resumed at the final step: evaluate what was restored
+      last_eval = run_eval(state, int(jax.device_get(state.step)))
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+  info = dict(data['info'], num_train_steps=total_steps,
+              **{'data/num_train_used': len(data['train']['image'])})
+  return writers.write_summary(workdir, experiment=EXPERIMENT, config=config, state=state,
+                               last_eval=last_eval, info=info,
+                               restored_from_step=restored_step,
+                               wall_time_s=time.time() - t_start)
+
+
+if __name__ == '__main__':
+  cli.run(get_config, train_and_evaluate)
