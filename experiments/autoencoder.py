@@ -32,7 +32,7 @@ import numpy as np
 import optax
 from sklearn import metrics as sk_metrics
 
-from jaxssl.data import augment, images, pipeline
+from jaxssl.data import augment, images
 from jaxssl.losses import reconstruction
 from jaxssl.models import conv_ae
 from jaxssl.parallel import mesh as mesh_lib
@@ -129,12 +129,14 @@ def denoising(config) -> bool:
 # ----------------------------------------------------------------------------- data
 
 def prepare_data(config: ml_collections.ConfigDict) -> dict:
-  """Train/test images (uint8 [N, H, W, C]) and labels, the training mean image, and facts.
+  """Train/test images (uint8 [N, H, W, C]) and labels, the training mean image, the run's
+  length in steps (``num_train_steps``), and the data facts.
 
   With ``method.anomaly_class=c`` the training split loses every image of class c.
 
   Raises:
-    ValueError: an anomaly class the data does not have, or empty data.
+    ValueError: an anomaly class the data does not have, empty data, or too few training
+      images for one step (or for the warmup).
   """
   data = images.load_images(config.data)
   train = data.train
@@ -147,12 +149,8 @@ def prepare_data(config: ml_collections.ConfigDict) -> dict:
     train = {k: v[keep] for k, v in train.items()}
   mean_image = train['image'].astype(np.float64).mean(axis=0) / 255.0  # [H, W, C]
   return dict(train=train, test=data.test, image_shape=tuple(train['image'].shape[1:]),
-              mean_image=mean_image.astype(np.float32), info=dict(data.info))
-
-
-def num_train_steps(config, num_train: int) -> int:
-  """min(num_epochs * steps per epoch, num_train_steps): the run's length in steps."""
-  return min(config.num_train_steps, config.num_epochs * (num_train // config.global_batch_size))
+              mean_image=mean_image.astype(np.float32), info=dict(data.info),
+              num_train_steps=loop.steps_for_epochs(config, len(train['image']), unit='images'))
 
 
 def _as_float(image):
@@ -221,16 +219,8 @@ def eval_step(params, batch, *, graphdef, config, mean_image):
 
 def evaluate(params, data, eval_fn, mesh, config) -> dict[str, float]:
   """Test-split metrics: means over every test image, and the anomaly AUROC if asked for."""
-  per_image = {}
-  for batch in pipeline.eval_batches(data['test'], global_batch_size=config.eval.global_batch_size,
-                                     process_index=jax.process_index(),
-                                     process_count=jax.process_count()):
-    out = jax.device_get(eval_fn(params, sharding.put_batch(batch, mesh)))
-    for k, v in out.items():
-      per_image.setdefault(k, []).append(np.asarray(v))
-  per_image = {k: np.concatenate(v) for k, v in per_image.items()}
-  real = per_image.pop('weights') > 0
-  per_image = {k: v[real] for k, v in per_image.items()}
+  per_image = loop.per_example_over_split(eval_fn, params, data['test'], mesh,
+                                         global_batch_size=config.eval.global_batch_size)
   h, w, c = data['image_shape']
   result = {k: float(np.mean(v)) for k, v in per_image.items()}
   result['compression_ratio'] = h * w * c / config.model.latent_dim
@@ -258,15 +248,21 @@ def image_grids(graphdef, params, data, config) -> dict[str, np.ndarray]:
 
 # ----------------------------------------------------------------------------- run
 
-def create_train_state(config, mesh, image_shape, total_steps):
+def create_train_state(config, mesh, data):
   """(graphdef, tx, state, shardings): a fresh state built directly on the mesh."""
-  tx = optim.make_optimizer(config.optim, total_steps)
+  tx = optim.make_optimizer(config.optim, data['num_train_steps'])
   graphdef, state, shardings = state_lib.init_on_mesh(
-      lambda rngs: conv_ae.Autoencoder(image_shape, config.model.latent_dim,
+      lambda rngs: conv_ae.Autoencoder(data['image_shape'], config.model.latent_dim,
                                        tuple(config.model.widths),
                                        activation=config.model.activation, rngs=rngs),
       tx, mesh, jax.random.fold_in(jax.random.key(config.seed), 0))
   return graphdef, tx, state, shardings
+
+
+def make_train_step(config, graphdef, tx, data):
+  """``train_step`` bound to this run (not yet jitted)."""
+  return functools.partial(train_step, graphdef=graphdef, tx=tx, config=config,
+                           total_steps=data['num_train_steps'])
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -289,18 +285,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     raise ValueError(f'{workdir}: its checkpoints were trained on data with sha256 '
                      f'{saved_meta["data_sha256"]}, but {data["info"]["data/source"]} now gives '
                      f'{data["info"]["data/sha256"]}; use another --workdir or restore the data')
-  total_steps = num_train_steps(config, len(data['train']['image']))
-  if total_steps < 1 or config.optim.warmup_steps > total_steps:
-    raise ValueError(f'{len(data["train"]["image"])} training images give {total_steps} steps '
-                     f'of global_batch_size={config.global_batch_size}, fewer than '
-                     f'optim.warmup_steps={config.optim.warmup_steps} or none at all')
+  total_steps = data['num_train_steps']
 
-  graphdef, tx, state, shardings = create_train_state(config, mesh, data['image_shape'],
-                                                      total_steps)
+  graphdef, tx, state, shardings = create_train_state(config, mesh, data)
   state, restored_step = checkpoint.restore_or_keep(manager, state, shardings)
-  jit_step = sharding.jit_train_step(functools.partial(
-      train_step, graphdef=graphdef, tx=tx, config=config, total_steps=total_steps),
-      shardings, mesh)
+  jit_step = sharding.jit_train_step(make_train_step(config, graphdef, tx, data), shardings,
+                                     mesh)
   eval_fn = sharding.jit_eval_step(functools.partial(
       eval_step, graphdef=graphdef, config=config, mean_image=jnp.asarray(data['mean_image'])),
       shardings.params, mesh)

@@ -17,6 +17,9 @@ import jax.numpy as jnp
 # Range that log-variances are clipped to (std in [3e-7, 3.3e6]) so KL and samples stay
 # finite; ``clip_log_var`` applies it and the VAE model samples with the same clipped value.
 LOG_VAR_MIN, LOG_VAR_MAX = -30.0, 30.0
+# Default floor on a logistic's log-scale (scale e^-8, 0.085 of a 256-level bin): a variance
+# floor that keeps a collapsing scale from producing huge gradients.
+MIN_LOG_SCALE = -8.0
 # Ceiling on a logistic's log-scale (scale 4.9e8): past it exp(-log_scale) goes subnormal and
 # the bin probabilities lose all precision. No [0, 1] image model gets near it.
 _MAX_LOG_SCALE = 20.0
@@ -90,7 +93,7 @@ def _log1mexp(d: jax.Array) -> jax.Array:
 
 def discretized_logistic_log_likelihood(mean: jax.Array, log_scale: jax.Array, x: jax.Array,
                                         *, num_levels: int,
-                                        min_log_scale: float = -8.0) -> jax.Array:
+                                        min_log_scale: float = MIN_LOG_SCALE) -> jax.Array:
   """log P(x) of pixels on ``num_levels`` grey levels under a per-pixel discretised logistic.
 
   Salimans et al. 2017 (PixelCNN++, arXiv:1701.05517), eq. 2, with one logistic per pixel

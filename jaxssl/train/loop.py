@@ -143,6 +143,64 @@ def sum_over_split(eval_fn: Callable, params, rows: dict, mesh, *,
   return jax.tree.map(float, jax.device_get(totals))
 
 
+def per_example_over_split(eval_fn: Callable, params, rows: dict, mesh, *,
+                           global_batch_size: int) -> dict[str, np.ndarray]:
+  """Gathers ``eval_fn``'s per-row values over every real row of a held-out split, in order.
+
+  The per-example counterpart of `sum_over_split`, for metrics the host must see row by row
+  (an AUROC, or a mean that a test recomputes).
+
+  Args:
+    eval_fn: jitted ``(params, batch) -> {name: [b] array}``, one value per row of the batch
+      (keys of ``rows`` plus ``weights`` and ``index``, see ``data.pipeline.eval_batches``),
+      including ``weights`` [b] passed through, so padding rows can be dropped.
+    params: the parameters, on the mesh.
+    rows: the split's arrays with a shared leading dimension N.
+    mesh: the mesh the batches are placed on.
+    global_batch_size: rows per eval batch over all processes.
+
+  Returns:
+    {name: numpy [N]}: the real rows only (``weights`` removed), in the split's order.
+  """
+  per_row = {}
+  for batch in pipeline.eval_batches(rows, global_batch_size=global_batch_size,
+                                     process_index=jax.process_index(),
+                                     process_count=jax.process_count()):
+    out = jax.device_get(eval_fn(params, sharding.put_batch(batch, mesh)))
+    for name, value in out.items():
+      per_row.setdefault(name, []).append(np.asarray(value))
+  per_row = {name: np.concatenate(values) for name, values in per_row.items()}
+  real = per_row.pop('weights') > 0
+  return {name: values[real] for name, values in per_row.items()}
+
+
+def steps_for_epochs(config, num_examples: int, *, unit: str = 'examples') -> int:
+  """The length of a run counted in epochs with a step cap, checked against the warmup.
+
+  min(``num_epochs`` * (num_examples // ``global_batch_size``), ``num_train_steps``): the
+  last partial batch of an epoch is not a step, and ``num_train_steps`` caps large datasets.
+
+  Args:
+    config: with ``num_epochs``, ``num_train_steps``, ``global_batch_size`` and
+      ``optim.warmup_steps``.
+    num_examples: training examples available.
+    unit: what the examples are, for the error message ('images').
+
+  Returns:
+    The number of optimizer steps, >= max(1, optim.warmup_steps).
+
+  Raises:
+    ValueError: the data gives no step, or fewer steps than the warmup.
+  """
+  steps = min(config.num_train_steps,
+              config.num_epochs * (num_examples // config.global_batch_size))
+  if steps < 1 or config.optim.warmup_steps > steps:
+    raise ValueError(f'{num_examples} training {unit} give {steps} steps of '
+                     f'global_batch_size={config.global_batch_size}, fewer than '
+                     f'optim.warmup_steps={config.optim.warmup_steps} or none at all')
+  return steps
+
+
 def batch_getter(rows: dict, mesh, *, seed: int, global_batch_size: int) -> Callable:
   """``step -> batch`` on the mesh: this process's slice of ``pipeline.train_batch``."""
   def get_batch(step):

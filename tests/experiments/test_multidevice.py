@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from experiments import clm_pretrain, mlm_pretrain
+from experiments import autoencoder, clm_pretrain, mlm_pretrain
 from jaxssl.losses import lm
 from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.parallel import sharding
+
+EXPERIMENTS = [mlm_pretrain, clm_pretrain, autoencoder]
 
 pytestmark = [
     pytest.mark.multidevice,
@@ -53,19 +55,27 @@ def test_loss_is_normalised_by_the_global_masked_count():
   assert abs(np.mean([t / c for t, c in per_device]) - expected) > 1e-3
 
 
-@pytest.mark.parametrize('module', [mlm_pretrain, clm_pretrain], ids=lambda m: m.EXPERIMENT)
+def _prepare(module, config, tmp_path):
+  """(data, the argument create_train_state takes after the mesh)."""
+  if module is autoencoder:
+    data = module.prepare_data(config)
+    return data, data
+  data = module.prepare_data(config, str(tmp_path))
+  return data, data['tokenizer'].vocab_size
+
+
+@pytest.mark.parametrize('module', EXPERIMENTS, ids=lambda m: m.EXPERIMENT)
 @pytest.mark.parametrize('fsdp', [1, 2])
 def test_eight_device_step_matches_one_device(tmp_path, module, fsdp):
   config = module.smoke_config()
   config.data.cache_dir = str(tmp_path / 'cache')
-  data = module.prepare_data(config, str(tmp_path))
-  vocab = data['tokenizer'].vocab_size
+  data, state_arg = _prepare(module, config, tmp_path)
   batch_np = {k: v[:config.global_batch_size] for k, v in data['train'].items()}
   results = []
   for n, f in ((1, 1), (8, fsdp)):
     config.mesh.fsdp = f
     mesh = _mesh(n, f)
-    graphdef, tx, state, shardings = module.create_train_state(config, mesh, vocab)
+    graphdef, tx, state, shardings = module.create_train_state(config, mesh, state_arg)
     step = jax.jit(module.make_train_step(config, graphdef, tx, data),
                    in_shardings=(shardings, sharding.batch_sharding(mesh),
                                  sharding.replicated(mesh)),
@@ -80,7 +90,7 @@ def test_eight_device_step_matches_one_device(tmp_path, module, fsdp):
   jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-5, rtol=1e-5), p8, p1)
 
 
-@pytest.mark.parametrize('module', [mlm_pretrain, clm_pretrain], ids=lambda m: m.EXPERIMENT)
+@pytest.mark.parametrize('module', EXPERIMENTS, ids=lambda m: m.EXPERIMENT)
 def test_whole_run_on_eight_devices_with_sharded_parameters(tmp_path, module):
   # Training, the whole-split evaluation (and the causal LM's samples) on a (4, 2) mesh.
   config = module.smoke_config()
