@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from experiments import autoencoder, clm_pretrain, mlm_pretrain
+from experiments import autoencoder, clm_pretrain, mlm_pretrain, vae
 from jaxssl.losses import lm
 from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.parallel import sharding
 
-EXPERIMENTS = [mlm_pretrain, clm_pretrain, autoencoder]
+EXPERIMENTS = [mlm_pretrain, clm_pretrain, autoencoder, vae]
 
 pytestmark = [
     pytest.mark.multidevice,
@@ -57,7 +57,7 @@ def test_loss_is_normalised_by_the_global_masked_count():
 
 def _prepare(module, config, tmp_path):
   """(data, the argument create_train_state takes after the mesh)."""
-  if module is autoencoder:
+  if module in (autoencoder, vae):
     data = module.prepare_data(config)
     return data, data
   data = module.prepare_data(config, str(tmp_path))
