@@ -279,16 +279,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   t_start = time.time()
   mesh = mesh_lib.make_mesh(config.mesh)
   validate_config(config, mesh.devices.size)
-  manager, saved_meta = checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
+  saved_meta = checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
   data = prepare_data(config)
-  if saved_meta.get('data_sha256') not in (None, data['info']['data/sha256']):
-    raise ValueError(f'{workdir}: its checkpoints were trained on data with sha256 '
-                     f'{saved_meta["data_sha256"]}, but {data["info"]["data/source"]} now gives '
-                     f'{data["info"]["data/sha256"]}; use another --workdir or restore the data')
+  checkpoint.check_data(saved_meta, data['info'], workdir)
   total_steps = data['num_train_steps']
 
   graphdef, tx, state, shardings = create_train_state(config, mesh, data)
-  state, restored_step = checkpoint.restore_or_keep(manager, state, shardings)
+  manager, state, restored_step = checkpoint.restore_or_keep(
+      workdir, state, shardings, max_to_keep=config.max_checkpoints_to_keep)
   jit_step = sharding.jit_train_step(make_train_step(config, graphdef, tx, data), shardings,
                                      mesh)
   eval_fn = sharding.jit_eval_step(functools.partial(
@@ -304,23 +302,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                               scale=config.eval.png_scale)
     return evaluate(state.params, data, eval_fn, mesh, config)
 
-  cadence = loop.Cadence(total_steps, config.log_every_steps, config.eval_every_steps,
-                         config.checkpoint_every_steps)
-  try:
-    state, last_eval = loop.run(
-        state, train_step=jit_step, get_batch=get_batch,
-        rng=jax.random.fold_in(jax.random.key(config.seed), 1), cadence=cadence,
-        writer=writer, manager=manager,
-        meta={'experiment': EXPERIMENT, 'config': config.to_dict(),
-              'data_sha256': data['info']['data/sha256']},
-        eval_fn=run_eval, examples_per_step=config.global_batch_size,
-        fail_at_step=fail_at_step)
-    if not last_eval:  # resumed at the final step: evaluate what was restored
-      last_eval = run_eval(state, int(jax.device_get(state.step)))
-  finally:
-    manager.wait_until_finished()
-    manager.close()
-    writer.close()
+  meta = {'experiment': EXPERIMENT, 'config': config.to_dict(),
+          'data_sha256': data['info']['data/sha256']}
+  state, last_eval = loop.run_and_close(
+      state, config=config, num_train_steps=total_steps, train_step=jit_step,
+      get_batch=get_batch, writer=writer, manager=manager, meta=meta, eval_fn=run_eval,
+      examples_per_step=config.global_batch_size, fail_at_step=fail_at_step)
   info = dict(data['info'], num_train_steps=total_steps,
               **{'data/num_train_used': len(data['train']['image'])})
   return writers.write_summary(workdir, experiment=EXPERIMENT, config=config, state=state,

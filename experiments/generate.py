@@ -35,17 +35,18 @@ def load_model(workdir: str):
   manager = checkpoint.make_manager(workdir, enable_async=False)
   try:
     _, meta = checkpoint.latest_meta(manager)
-    if meta is None or meta.get('experiment') != clm_pretrain.EXPERIMENT:
-      raise ValueError(f'{workdir} holds no {clm_pretrain.EXPERIMENT} checkpoint (found '
-                       f'{None if meta is None else meta.get("experiment")!r})')
-    config = ml_collections.ConfigDict(meta['config'])
-    tokenizer = tokenizer_lib.Tokenizer(os.path.join(workdir, 'tokenizer.model'))
-    mesh = mesh_lib.make_mesh(ml_collections.ConfigDict({'data': -1, 'fsdp': 1}))
-    graphdef, _, state, shardings = clm_pretrain.create_train_state(config, mesh,
-                                                                    tokenizer.vocab_size)
-    state, step = checkpoint.restore_or_keep(manager, state, shardings)
   finally:
     manager.close()
+  if meta is None or meta.get('experiment') != clm_pretrain.EXPERIMENT:
+    raise ValueError(f'{workdir} holds no readable {clm_pretrain.EXPERIMENT} checkpoint (found '
+                     f'{"none" if meta is None else repr(meta.get("experiment"))})')
+  config = ml_collections.ConfigDict(meta['config'])
+  tokenizer = tokenizer_lib.Tokenizer(os.path.join(workdir, 'tokenizer.model'))
+  mesh = mesh_lib.make_mesh(ml_collections.ConfigDict({'data': -1, 'fsdp': 1}))
+  graphdef, _, state, shardings = clm_pretrain.create_train_state(config, mesh,
+                                                                  tokenizer.vocab_size)
+  manager, state, step = checkpoint.restore_or_keep(workdir, state, shardings)
+  manager.close()
   return graphdef, state.params, tokenizer, step
 
 
@@ -63,6 +64,10 @@ def main():
   def run(argv):
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    for flag, value in (('--num_samples', num_samples.value),
+                        ('--max_new_tokens', max_new_tokens.value)):
+      if value < 1:
+        sys.exit(f'error: {flag}={value} must be >= 1')
     try:
       graphdef, params, tokenizer, step = load_model(workdir.value)
       logging.info('restored step %d of %s', step, workdir.value)
@@ -71,7 +76,7 @@ def main():
           eos_id=clm_pretrain.EOS_ID, num_samples=num_samples.value,
           max_new_tokens=max_new_tokens.value, rng=jax.random.key(seed.value),
           temperature=temperature.value, top_k=top_k.value, top_p=top_p.value)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, checkpoint.NoReadableCheckpoint) as e:
       sys.exit(f'error: {e}')
     for text in texts:
       print(text.replace('\n', ' '))

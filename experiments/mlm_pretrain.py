@@ -288,13 +288,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   t_start = time.time()
   mesh = mesh_lib.make_mesh(config.mesh)
   validate_config(config, mesh.devices.size)
-  manager, saved_meta = checkpoint.open_workdir(workdir, experiment=EXPERIMENT,
-                                                 config=config)
+  saved_meta = checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
   data = prepare_data(config, workdir, expected_sha256=saved_meta.get('data_sha256'))
   vocab_size = data['tokenizer'].vocab_size
 
   graphdef, tx, state, shardings = create_train_state(config, mesh, vocab_size)
-  state, restored_step = checkpoint.restore_or_keep(manager, state, shardings)
+  manager, state, restored_step = checkpoint.restore_or_keep(
+      workdir, state, shardings, max_to_keep=config.max_checkpoints_to_keep)
 
   jit_step = sharding.jit_train_step(make_train_step(config, graphdef, tx, data), shardings,
                                      mesh)
@@ -307,22 +307,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   writer = writers.create_writer(workdir)
   meta = {'experiment': EXPERIMENT, 'config': config.to_dict(),
           'data_sha256': data['info']['data/sha256']}
-  cadence = loop.Cadence(config.num_train_steps, config.log_every_steps,
-                         config.eval_every_steps, config.checkpoint_every_steps)
-  try:
-    state, last_eval = loop.run(
-        state, train_step=jit_step, get_batch=get_batch,
-        rng=jax.random.fold_in(jax.random.key(config.seed), 1), cadence=cadence,
-        writer=writer, manager=manager, meta=meta,
-        eval_fn=lambda s, _: evaluate(s.params, data['eval'], eval_fn, mesh, config),
-        tokens_per_step=config.global_batch_size * config.data.seq_len,
-        fail_at_step=fail_at_step)
-  finally:
-    manager.wait_until_finished()
-    manager.close()
-    writer.close()
-  if not last_eval:  # resumed at the final step: evaluate what was restored
-    last_eval = evaluate(state.params, data['eval'], eval_fn, mesh, config)
+  state, last_eval = loop.run_and_close(
+      state, config=config, num_train_steps=config.num_train_steps, train_step=jit_step,
+      get_batch=get_batch, writer=writer, manager=manager, meta=meta,
+      eval_fn=lambda s, _: evaluate(s.params, data['eval'], eval_fn, mesh, config),
+      tokens_per_step=config.global_batch_size * config.data.seq_len, fail_at_step=fail_at_step)
   return writers.write_summary(workdir, experiment=EXPERIMENT, config=config, state=state,
                                last_eval=last_eval, info=data['info'],
                                restored_from_step=restored_step,

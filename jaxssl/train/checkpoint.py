@@ -50,8 +50,8 @@ def restore_latest(manager: ocp.CheckpointManager, target):
     (state, step, meta), or (None, None, None) when the workdir has no checkpoint.
 
   Raises:
-    RuntimeError: checkpoints exist but none of them can be read (names every folder), so a
-      run never silently starts from scratch over them.
+    NoReadableCheckpoint: checkpoints exist but none of them can be read (names every
+      folder), so a run never silently starts from scratch over them.
   """
   steps = sorted(manager.all_steps(), reverse=True)
   failures = []
@@ -66,22 +66,35 @@ def restore_latest(manager: ocp.CheckpointManager, target):
                       where, type(e).__name__, e)
       failures.append(f'{where}: {type(e).__name__}: {e}')
   if failures:
-    raise RuntimeError('no checkpoint in the workdir could be restored:\n' + '\n'.join(failures))
+    raise NoReadableCheckpoint('no checkpoint in the workdir could be restored:\n'
+                               + '\n'.join(failures))
   return None, None, None
 
 
-def restore_or_keep(manager: ocp.CheckpointManager, state, shardings):
-  """(state, step): the newest readable checkpoint restored onto ``state``'s shardings, or
-  ``(state, None)`` unchanged when the workdir has none.
+class NoReadableCheckpoint(RuntimeError):
+  """Checkpoints exist in the workdir but none of them reads back."""
+
+
+def restore_or_keep(workdir: str, state, shardings, *, max_to_keep: int = 3):
+  """Opens the workdir's CheckpointManager and restores its newest readable checkpoint.
+
+  Returns:
+    (manager, state, step): ``state`` restored onto its shardings, or unchanged with
+    step None when the workdir has no checkpoint. On an error the manager is closed first.
 
   Raises:
-    RuntimeError: checkpoints exist but none reads back (see ``restore_latest``).
+    NoReadableCheckpoint: checkpoints exist but none reads back (see ``restore_latest``).
   """
-  restored, step, _ = restore_latest(manager, abstract_like(state, shardings))
+  manager = make_manager(workdir, max_to_keep=max_to_keep)
+  try:
+    restored, step, _ = restore_latest(manager, abstract_like(state, shardings))
+  except BaseException:
+    manager.close()
+    raise
   if restored is None:
-    return state, None
+    return manager, state, None
   logging.info('resumed from step %d', step)
-  return restored, step
+  return manager, restored, step
 
 
 def latest_meta(manager: ocp.CheckpointManager) -> tuple[int | None, dict | None]:
@@ -95,8 +108,11 @@ def latest_meta(manager: ocp.CheckpointManager) -> tuple[int | None, dict | None
   return None, None
 
 
-def open_workdir(workdir: str, *, experiment: str, config) -> tuple[ocp.CheckpointManager, dict]:
+def open_workdir(workdir: str, *, experiment: str, config) -> dict:
   """Creates ``workdir``, refuses a foreign one, and records the resolved config.
+
+  The checkpoints' meta is read with a manager that is closed again, so nothing is left
+  running if loading the data fails next.
 
   Args:
     workdir: the run's output folder.
@@ -104,8 +120,7 @@ def open_workdir(workdir: str, *, experiment: str, config) -> tuple[ocp.Checkpoi
     config: the resolved ``ml_collections.ConfigDict``; written to ``WORKDIR/config.json``.
 
   Returns:
-    (manager, meta): the CheckpointManager (``config.max_checkpoints_to_keep``) and the meta
-    of the newest checkpoint ({} for a fresh workdir).
+    The meta of the newest checkpoint ({} for a fresh workdir).
 
   Raises:
     ValueError: checkpoints of another experiment or an incompatible config (see
@@ -113,7 +128,24 @@ def open_workdir(workdir: str, *, experiment: str, config) -> tuple[ocp.Checkpoi
   """
   from jaxssl.train import config_checks, writers  # pylint: disable=import-outside-toplevel
   os.makedirs(workdir, exist_ok=True)
-  manager = make_manager(workdir, max_to_keep=config.max_checkpoints_to_keep)
-  meta = config_checks.check_workdir(manager, experiment, config) or {}
+  manager = make_manager(workdir, enable_async=False)
+  try:
+    meta = config_checks.check_workdir(manager, experiment, config) or {}
+  finally:
+    manager.close()
   writers.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
-  return manager, meta
+  return meta
+
+
+def check_data(saved_meta: dict, info: dict, workdir: str) -> None:
+  """Refuses to resume onto other data: ``saved_meta['data_sha256']`` (if any) must equal
+  ``info['data/sha256']``.
+
+  Raises:
+    ValueError: naming the workdir, the data source and both hashes.
+  """
+  saved = saved_meta.get('data_sha256')
+  if saved not in (None, info['data/sha256']):
+    raise ValueError(f'{workdir}: its checkpoints were trained on data with sha256 {saved}, '
+                     f'but {info["data/source"]} now gives {info["data/sha256"]}; use another '
+                     '--workdir or restore the data')

@@ -15,32 +15,53 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxssl.parallel import mesh as mesh_lib
+from jaxssl.train import checkpoint
 
 
 def run(get_config: Callable[[], ml_collections.ConfigDict],
         train_and_evaluate: Callable[..., dict]) -> None:
   """Parses the flags and calls ``train_and_evaluate(config, workdir)``.
 
-  ``--config.<field>=<value>`` overrides ``get_config()`` (a misspelt field fails); a
-  ValueError or FileNotFoundError (bad config, data or workdir) exits with one line
-  ``error: ...`` and status 1.
+  ``--config.<field>=<value>`` overrides ``get_config()``; a misspelt field, a bad config
+  value, missing or bad data, a foreign workdir, unreadable checkpoints and a diverged run
+  (non-finite metrics) each exit with one line ``error: ...`` and status 1.
   """
-  config = config_flags.DEFINE_config_dict('config', get_config(), lock_config=True)
+  try:  # overrides are applied here, as the flag is defined, so a misspelt field fails here
+    config = config_flags.DEFINE_config_dict('config', get_config(), lock_config=True)
+  except (AttributeError, KeyError) as e:
+    sys.exit(f'error: unknown --config field: {_one_line(e)}')
   workdir = flags.DEFINE_string('workdir', None, 'Output folder (resumes if it has '
                                 'checkpoints).', required=True)
   multiprocess = flags.DEFINE_bool(
       'multiprocess', False, 'Call jax.distributed.initialize() first (TPU pod slices, '
       'SLURM, or JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID set).')
 
+  parsed = []
+
   def main(argv):
+    parsed.append(True)
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     if multiprocess.value:
       mesh_lib.initialize_distributed()
     try:
       summary = train_and_evaluate(config.value, workdir.value)
-    except (ValueError, FileNotFoundError) as e:  # bad config, data or workdir: one line
+    except (ValueError, FileNotFoundError, FloatingPointError,
+            checkpoint.NoReadableCheckpoint) as e:  # bad config, data, workdir, divergence
       sys.exit(f'error: {e}')
     logging.info('summary: %s', {k: v for k, v in summary.items() if k.startswith('eval/')})
 
-  app.run(main)
+  try:
+    app.run(main)
+  except (AttributeError, KeyError) as e:  # a misspelt --config field, raised while parsing the flags
+    if parsed:
+      raise
+    sys.exit(f'error: unknown --config field: {_one_line(e)}')
+
+
+def _one_line(e: Exception) -> str:
+  """ml_collections nests the KeyError's repr in the message: unwrap it onto one line."""
+  text = str(e)
+  for _ in range(3):
+    text = text.strip('\'"').replace('\\n', ' ').replace("\\'", "'")
+  return ' '.join(text.replace("' ", ': ', 1).split())

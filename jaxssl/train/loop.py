@@ -45,8 +45,9 @@ def _flush(pending: list[tuple[int, dict]], writer, *, elapsed_s: float,
   for step, m in zip(steps, values):
     for name, v in m.items():
       if not np.all(np.isfinite(v)):
-        raise FloatingPointError(f'non-finite train/{name}={v} at step {step}; the last '
-                                 'checkpoint before it is kept untouched')
+        raise FloatingPointError(f'non-finite train/{name}={v} at step {step}; nothing after '
+                                 'the last good step was checkpointed (lower '
+                                 'optim.learning_rate or enable optim.grad_clip_norm)')
   summary = {name: float(np.mean([m[name] for m in values])) for name in values[0]}
   if 'learning_rate' in summary:
     summary['learning_rate'] = float(values[-1]['learning_rate'])
@@ -208,3 +209,39 @@ def batch_getter(rows: dict, mesh, *, seed: int, global_batch_size: int) -> Call
         rows, step, seed=seed, global_batch_size=global_batch_size,
         process_index=jax.process_index(), process_count=jax.process_count()), mesh)
   return get_batch
+
+
+def run_and_close(state, *, config, num_train_steps: int, train_step: Callable,
+                  get_batch: Callable[[int], Any], writer, manager, meta: dict,
+                  eval_fn: Callable[[Any, int], dict[str, float]],
+                  tokens_per_step: int = 0, examples_per_step: int = 0,
+                  fail_at_step: int | None = None):
+  """``run`` with the cadences and root key of ``config``, then an evaluation if the run was
+  already finished (a re-run of a complete workdir), always closing ``manager`` and
+  ``writer`` (pending checkpoint writes are finished first, also on errors).
+
+  Args:
+    config: the experiment config (``seed``, ``log_every_steps``, ``eval_every_steps``,
+      ``checkpoint_every_steps``); the step's root key is ``fold_in(key(seed), 1)``.
+    num_train_steps: the run's length in steps.
+    Others: as for ``run``.
+
+  Returns:
+    (state, last_eval).
+  """
+  cadence = Cadence(num_train_steps, config.log_every_steps, config.eval_every_steps,
+                    config.checkpoint_every_steps)
+  try:
+    state, last_eval = run(
+        state, train_step=train_step, get_batch=get_batch,
+        rng=jax.random.fold_in(jax.random.key(config.seed), 1), cadence=cadence,
+        writer=writer, manager=manager, meta=meta, eval_fn=eval_fn,
+        tokens_per_step=tokens_per_step, examples_per_step=examples_per_step,
+        fail_at_step=fail_at_step)
+    if not last_eval:  # resumed at the final step: evaluate what was restored
+      last_eval = eval_fn(state, int(jax.device_get(state.step)))
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+  return state, last_eval

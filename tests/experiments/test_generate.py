@@ -38,5 +38,5 @@ def test_workdirs_without_a_causal_lm_are_refused(smoke_run, tmp_path):
   proc = _cli(f'--workdir={tmp_path}')
   assert proc.returncode != 0 and 'has no checkpoints' in proc.stderr and not proc.stdout
   mlm_workdir, _ = smoke_run(mlm_pretrain)
-  with pytest.raises(ValueError, match="no clm_pretrain checkpoint.*'mlm_pretrain'"):
+  with pytest.raises(ValueError, match="no readable clm_pretrain checkpoint.*'mlm_pretrain'"):
     generate.load_model(mlm_workdir)

@@ -1,0 +1,31 @@
+"""The shared command line: bad input ends in one ``error:`` line, never a traceback."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(module, *flags):
+  proc = subprocess.run([sys.executable, '-m', f'experiments.{module}', *flags], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300, check=False)
+  return proc.returncode, proc.stderr
+
+
+@pytest.mark.parametrize('module, flag, expected', [
+    ('clm_pretrain', '--config.optim.learnig_rate=1',
+     'error: unknown --config field: learnig_rate: Did you mean "learning_rate"'),
+    ('autoencoder', '--config.modle.latent_dim=3',
+     'error: unknown --config field: modle: Did you mean "model"'),
+    ('clm_pretrain', '--config.data.files=/nonexistent/none*.txt',
+     "error: data.files: no file matches '/nonexistent/none*.txt'"),
+])
+def test_bad_input_is_one_error_line(module, flag, expected, tmp_path):
+  rc, stderr = _run(module, f'--workdir={tmp_path / "w"}', flag,
+                    f'--config.data.cache_dir={tmp_path / "cache"}')
+  assert rc == 1
+  assert 'Traceback' not in stderr, stderr[-3000:]
+  assert stderr.rstrip().splitlines()[-1].startswith(expected), stderr[-1000:]
