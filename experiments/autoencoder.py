@@ -68,25 +68,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.method.mask_prob = 0.0  # Masking corruption: probability a pixel is zeroed.
   c.method.anomaly_class = -1  # Leave this class out of training and score it; -1 = off.
 
-  c.optim = ml_collections.ConfigDict()
-  c.optim.learning_rate = 2e-3  # Peak AdamW rate.
-  c.optim.warmup_steps = 100  # Linear warmup from 0.
-  c.optim.decay = 'cosine'  # linear | cosine | constant after warmup.
-  c.optim.weight_decay = 0.0  # Decoupled; never on biases.
-  c.optim.b1 = 0.9
-  c.optim.b2 = 0.999
-  c.optim.eps = 1e-8
-  c.optim.grad_clip_norm = 0.0  # Global-norm clipping; 0 disables.
-  c.optim.grad_accum_steps = 1  # Micro-batches per step (same update as one large batch).
+  c.optim = optim.adamw_config(learning_rate=2e-3, warmup_steps=100)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.global_batch_size = 256  # Images per eval step; the last batch is padded.
   c.eval.num_images = 8  # Test images shown (with their reconstructions) in the grids.
   c.eval.png_scale = 4  # PNG enlargement by pixel repetition (8x8 digits are tiny).
 
-  c.mesh = ml_collections.ConfigDict()
-  c.mesh.data = -1  # Data-parallel size; -1 = every device not used by fsdp.
-  c.mesh.fsdp = 1  # Parameter-sharding size.
+  c.mesh = mesh_lib.mesh_config()  # All devices data-parallel; --config.mesh.fsdp=N shards.
   return c
 
 

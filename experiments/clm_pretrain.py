@@ -67,16 +67,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.dtype = 'float32'  # Matmul inputs: float32 | bfloat16 (f32 accumulation and params).
   c.model.position_encoding = 'rope'  # rope | learned (GPT-2's table).
 
-  c.optim = ml_collections.ConfigDict()
-  c.optim.learning_rate = 2e-3  # Peak AdamW rate.
-  c.optim.warmup_steps = 50  # Linear warmup from 0 (0 starts at the peak).
-  c.optim.decay = 'cosine'  # linear | cosine | constant after warmup.
-  c.optim.weight_decay = 0.1  # Decoupled; never on biases or LayerNorm.
-  c.optim.b1 = 0.9
-  c.optim.b2 = 0.95
-  c.optim.eps = 1e-8
-  c.optim.grad_clip_norm = 1.0  # Global-norm clipping; 0 disables.
-  c.optim.grad_accum_steps = 1  # Micro-batches per step (same update as one large batch).
+  c.optim = optim.adamw_config(learning_rate=2e-3, warmup_steps=50, weight_decay=0.1,
+                                b2=0.95, grad_clip_norm=1.0)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.global_batch_size = 64  # Rows per eval step; the last batch is padded and weighted.
@@ -89,9 +81,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.generate.top_k = 0  # Keep the k most likely tokens (0 = all).
   c.generate.top_p = 0.95  # Nucleus mass (1 = all).
 
-  c.mesh = ml_collections.ConfigDict()
-  c.mesh.data = -1  # Data-parallel size; -1 = every device not used by fsdp.
-  c.mesh.fsdp = 1  # Parameter-sharding size.
+  c.mesh = mesh_lib.mesh_config()  # All devices data-parallel; --config.mesh.fsdp=N shards.
   return c
 
 

@@ -42,7 +42,7 @@ def load_model(workdir: str):
                      f'{"none" if meta is None else repr(meta.get("experiment"))})')
   config = ml_collections.ConfigDict(meta['config'])
   tokenizer = tokenizer_lib.Tokenizer(os.path.join(workdir, 'tokenizer.model'))
-  mesh = mesh_lib.make_mesh(ml_collections.ConfigDict({'data': -1, 'fsdp': 1}))
+  mesh = mesh_lib.make_mesh(mesh_lib.mesh_config())
   graphdef, _, state, shardings = clm_pretrain.create_train_state(config, mesh,
                                                                   tokenizer.vocab_size)
   manager, state, step = checkpoint.restore_or_keep(workdir, state, shardings)

@@ -67,23 +67,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.pre_norm = False  # LayerNorm before sub-layers (Xiong et al. 2020) vs BERT's after.
   c.model.position_encoding = 'rope'  # rope | learned (BERT's table; see transformer.py).
 
-  c.optim = ml_collections.ConfigDict()
-  c.optim.learning_rate = 1e-3  # Peak AdamW rate.
-  c.optim.warmup_steps = 100  # Linear warmup from 0 (0 starts at the peak).
-  c.optim.decay = 'linear'  # linear | cosine | constant after warmup.
-  c.optim.weight_decay = 0.01  # Decoupled; never on biases or LayerNorm.
-  c.optim.b1 = 0.9
-  c.optim.b2 = 0.98
-  c.optim.eps = 1e-6
-  c.optim.grad_clip_norm = 1.0  # Global-norm clipping; 0 disables.
-  c.optim.grad_accum_steps = 1  # Micro-batches per step (same update as one large batch).
+  c.optim = optim.adamw_config(learning_rate=1e-3, warmup_steps=100, decay='linear',
+                                weight_decay=0.01, b2=0.98, eps=1e-6, grad_clip_norm=1.0)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.global_batch_size = 64  # Rows per eval step; the last batch is padded and weighted.
 
-  c.mesh = ml_collections.ConfigDict()
-  c.mesh.data = -1  # Data-parallel size; -1 = every device not used by fsdp.
-  c.mesh.fsdp = 1  # Parameter-sharding size.
+  c.mesh = mesh_lib.mesh_config()  # All devices data-parallel; --config.mesh.fsdp=N shards.
   return c
 
 

@@ -51,3 +51,9 @@ def initialize_distributed() -> None:
   jax.distributed.initialize(**({'num_processes': int(env['JAX_NUM_PROCESSES']),
                                  'process_id': int(env['JAX_PROCESS_ID'])}
                                 if 'JAX_NUM_PROCESSES' in env else {}))
+
+
+def mesh_config(*, data: int = -1, fsdp: int = 1) -> ml_collections.ConfigDict:
+  """``config.mesh``: data-parallel size (-1 = every device not used by fsdp) and the
+  parameter-sharding (fsdp) size; see ``mesh_shape``."""
+  return ml_collections.ConfigDict({'data': data, 'fsdp': fsdp})

@@ -53,7 +53,7 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
 
   try:
     app.run(main)
-  except (AttributeError, KeyError) as e:  # a misspelt --config field, raised while parsing the flags
+  except (AttributeError, KeyError) as e:  # a misspelt --config field, while parsing
     if parsed:
       raise
     sys.exit(f'error: unknown --config field: {_one_line(e)}')

@@ -64,3 +64,20 @@ def make_optimizer(optim: ml_collections.ConfigDict,
   if optim.grad_clip_norm > 0:
     return optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), adamw)
   return adamw
+
+
+def adamw_config(*, learning_rate: float, warmup_steps: int, decay: str = 'cosine',
+                 weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999,
+                 eps: float = 1e-8, grad_clip_norm: float = 0.0,
+                 grad_accum_steps: int = 1) -> ml_collections.ConfigDict:
+  """The ``config.optim`` that ``make_optimizer`` reads (one definition for every experiment).
+
+  Fields: learning_rate (peak AdamW rate), warmup_steps (linear from 0; 0 starts at the
+  peak), decay ('linear' | 'cosine' | 'constant' after warmup), weight_decay (decoupled,
+  never on biases or LayerNorm), b1, b2, eps (Adam), grad_clip_norm (global norm; 0
+  disables), grad_accum_steps (micro-batches per step, same update as one large batch).
+  """
+  return ml_collections.ConfigDict(dict(
+      learning_rate=learning_rate, warmup_steps=warmup_steps, decay=decay,
+      weight_decay=weight_decay, b1=b1, b2=b2, eps=eps, grad_clip_norm=grad_clip_norm,
+      grad_accum_steps=grad_accum_steps))
