@@ -38,18 +38,46 @@ def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, dict]:
   """(graphdef, params): the static structure and a pure dict of ``nnx.Param`` arrays.
 
   Raises:
-    ValueError: the module holds state other than parameters (e.g. an ``nnx.Rngs``), which
-      would be silently dropped; keep RNG state out of modules and pass keys per call.
+    ValueError: the module holds state other than parameters (e.g. an ``nnx.Rngs`` or
+      BatchNorm statistics), which would be silently dropped; keep RNG state out of modules
+      and pass keys per call, and split models with BatchNorm by ``split_model_with_stats``.
   """
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   if jax.tree.leaves(rest):
-    raise ValueError(f'model holds non-parameter state: {jax.tree.structure(rest)}')
+    raise ValueError('model holds state other than parameters (BatchNorm statistics go '
+                     'through split_model_with_stats; RNG state is passed per call): '
+                     f'{jax.tree.structure(rest)}')
   return graphdef, nnx.to_pure_dict(params)
 
 
-def merge_model(graphdef: nnx.GraphDef, params: dict) -> nnx.Module:
-  """Rebuilds the module from ``split_model``'s outputs (cheap inside jit)."""
-  return nnx.merge(graphdef, params)
+def split_model_with_stats(model: nnx.Module) -> tuple[nnx.GraphDef, dict, dict]:
+  """(graphdef, params, batch_stats): like ``split_model`` for models with BatchNorm.
+
+  ``batch_stats`` is the pure dict of the ``nnx.BatchStat`` arrays (running means and
+  variances); it lives in ``TrainState.extra`` and is updated by the step, not by optax.
+
+  Raises:
+    ValueError: the module holds state other than parameters and batch statistics.
+  """
+  graphdef, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+  if jax.tree.leaves(rest):
+    raise ValueError(f'model holds state other than parameters and batch statistics: '
+                     f'{jax.tree.structure(rest)}')
+  return graphdef, nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
+
+
+def merge_model(graphdef: nnx.GraphDef, params: dict, batch_stats: dict | None = None
+                ) -> nnx.Module:
+  """Rebuilds the module from ``split_model``'s (or ``split_model_with_stats``'s) outputs
+  (cheap inside jit)."""
+  if batch_stats is None:
+    return nnx.merge(graphdef, params)
+  return nnx.merge(graphdef, params, batch_stats)
+
+
+def batch_stats(model: nnx.Module) -> dict:
+  """The module's current BatchNorm statistics as a pure dict (after a train-mode call)."""
+  return nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
 
 def create(params, tx: optax.GradientTransformation, extra=None) -> TrainState:
@@ -65,6 +93,17 @@ def apply_gradients(state: TrainState, grads, tx: optax.GradientTransformation) 
                        opt_state=opt_state)
 
 
+def jit_init(init: Callable[[jax.Array], TrainState], mesh, rng: jax.Array):
+  """Runs ``init(rng) -> TrainState`` jitted straight onto the mesh's shardings.
+
+  Returns:
+    (state, shardings): parameters, optimizer moments and ``extra`` FSDP-sharded as
+    ``parallel.sharding.tree_shardings`` decides (replicated when ``mesh.fsdp == 1``).
+  """
+  shardings = sharding.tree_shardings(jax.eval_shape(init, rng), mesh)
+  return jax.jit(init, out_shardings=shardings)(rng), shardings
+
+
 def init_on_mesh(make_model: Callable[[nnx.Rngs], nnx.Module], tx: optax.GradientTransformation,
                  mesh, rng: jax.Array):
   """Builds a fresh TrainState directly on the mesh (never whole on one device).
@@ -77,13 +116,11 @@ def init_on_mesh(make_model: Callable[[nnx.Rngs], nnx.Module], tx: optax.Gradien
 
   Returns:
     (graphdef, state, shardings): the model structure, the state, and the state's
-    NamedShardings (parameters and optimizer moments FSDP-sharded, see
-    ``parallel.sharding.tree_shardings``).
+    NamedShardings (see ``jit_init``).
   """
   graphdef, _ = split_model(nnx.eval_shape(lambda: make_model(nnx.Rngs(0))))
 
   def init(key):
     return create(split_model(make_model(nnx.Rngs(params=key)))[1], tx)
 
-  shardings = sharding.tree_shardings(jax.eval_shape(init, rng), mesh)
-  return graphdef, jax.jit(init, out_shardings=shardings)(rng), shardings
+  return (graphdef,) + jit_init(init, mesh, rng)

@@ -13,13 +13,13 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import autoencoder, clm_pretrain, mlm_pretrain, vae
+from experiments import autoencoder, clm_pretrain, dcgan, mlm_pretrain, vae
 from jaxssl.data import text
 from jaxssl.train import loop
 from tests.experiments.helpers import evals, smoke
 
 LANGUAGE_MODELS = [mlm_pretrain, clm_pretrain]
-EXPERIMENTS = LANGUAGE_MODELS + [autoencoder, vae]
+EXPERIMENTS = LANGUAGE_MODELS + [autoencoder, vae, dcgan]
 
 
 def _params(workdir, step):
@@ -59,9 +59,10 @@ def test_same_seed_same_metrics_other_seed_differs(reference_run, cache_dir, tmp
   other = module.train_and_evaluate(smoke(module, cache_dir, seed=1), str(tmp_path / 'b'))
   assert evals(other) != evals(reference)
   # The held-out data (and the MLM's eval masks) do not depend on the seed, nor do the
-  # baselines fitted to the training split.
+  # baselines fitted to the training split (nor the DCGAN's scoring classifier).
   for name in ('eval/num_tokens', 'eval/unigram_loss', 'eval/psnr_mean_image',
-               'eval/elbo_baseline'):
+               'eval/elbo_baseline', 'eval/fd_classifier_train_images',
+               'eval/classifier_accuracy'):
     assert evals(other).get(name) == evals(reference).get(name)
 
 

@@ -1,0 +1,256 @@
+"""Sample quality of image generators: Fréchet distance in a dataset classifier's features,
+and the class coverage of samples.
+
+The Fréchet distance between two Gaussians (Dowson & Landau 1982) fitted to features of real
+and generated images is the quantity of FID (Heusel et al. 2017, arXiv:1706.08500), but FID
+means Inception-v3 pool features of 299x299 ImageNet-like images. On small datasets such as
+8x8 digits we use the penultimate layer of a small classifier trained on the same dataset's
+training split and call the result ``fd_classifier``: comparable between runs that share the
+classifier, not with published FIDs. The class histogram of the classifier's predictions on
+samples shows mode collapse (few classes covered, low entropy).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Sequence
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxssl.models import classifier as classifier_lib
+from jaxssl.train import state as state_lib
+
+CACHE_FORMAT = 1  # bump when the cached classifier's file layout changes
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(mean float64 [F], covariance float64 [F, F]) of features [N, F], ddof = 1.
+
+  Raises:
+    ValueError: not [N, F] with N >= 2, or non-finite values.
+  """
+  features = np.asarray(features, np.float64)
+  if features.ndim != 2 or features.shape[0] < 2:
+    raise ValueError(f'features {features.shape} must be [N, F] with N >= 2')
+  if not np.all(np.isfinite(features)):
+    raise ValueError('features hold NaN or inf')
+  return features.mean(axis=0), np.cov(features, rowvar=False, ddof=1).reshape(
+      features.shape[1], features.shape[1])
+
+
+def _psd_sqrt(cov: np.ndarray) -> np.ndarray:
+  """Symmetric square root of a symmetric PSD matrix (negative rounding noise clipped)."""
+  w, v = np.linalg.eigh((cov + cov.T) / 2)
+  return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(mean1: np.ndarray, cov1: np.ndarray, mean2: np.ndarray,
+                     cov2: np.ndarray) -> float:
+  """Squared 2-Wasserstein (Fréchet) distance between N(mean1, cov1) and N(mean2, cov2).
+
+  ||mean1 - mean2||^2 + tr(cov1) + tr(cov2) - 2 tr((cov1 cov2)^(1/2)), with the last trace
+  computed as the sum of square roots of the eigenvalues of the symmetric PSD matrix
+  cov1^(1/2) cov2 cov1^(1/2) (same eigenvalues as cov1 cov2), which needs no complex
+  ``sqrtm`` and is exact for singular covariances.
+
+  Args:
+    mean1, mean2: float [F].
+    cov1, cov2: float [F, F], symmetric positive semi-definite.
+
+  Returns:
+    The distance (squared feature units), >= 0 up to rounding; 0 for identical Gaussians.
+
+  Raises:
+    ValueError: shapes that do not match.
+  """
+  mean1, mean2 = np.asarray(mean1, np.float64), np.asarray(mean2, np.float64)
+  cov1, cov2 = np.asarray(cov1, np.float64), np.asarray(cov2, np.float64)
+  f = mean1.shape[0]
+  if mean1.shape != (f,) or mean2.shape != (f,) or cov1.shape != (f, f) or cov2.shape != (f, f):
+    raise ValueError(f'means {mean1.shape}, {mean2.shape} and covariances {cov1.shape}, '
+                     f'{cov2.shape} must be [F] and [F, F]')
+  root1 = _psd_sqrt(cov1)
+  middle = root1 @ cov2 @ root1
+  trace_root = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)))
+  distance = np.sum((mean1 - mean2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2 * trace_root
+  return float(max(distance, 0.0))
+
+
+def fd_between(features1: np.ndarray, features2: np.ndarray) -> float:
+  """``frechet_distance`` of the Gaussians fitted to two feature sets [N1, F] and [N2, F]."""
+  return frechet_distance(*feature_statistics(features1), *feature_statistics(features2))
+
+
+def class_coverage(predicted: np.ndarray, num_classes: int, *,
+                   min_fraction: float = 0.01) -> dict[str, float]:
+  """How evenly samples spread over the classes a classifier assigns them to.
+
+  Args:
+    predicted: int [N] predicted classes in [0, num_classes).
+    num_classes: K.
+    min_fraction: a class counts as covered when at least this fraction of the N samples
+      is predicted as it.
+
+  Returns:
+    {'classes_covered': number of covered classes (0..K, as a float),
+     'class_entropy': entropy of the predicted-class histogram in nats (ln K when uniform,
+     0 when every sample gets one class)}.
+
+  Raises:
+    ValueError: no predictions, or a class outside [0, num_classes).
+  """
+  predicted = np.asarray(predicted)
+  if predicted.ndim != 1 or not predicted.size:
+    raise ValueError(f'predicted {predicted.shape} must be a non-empty [N] array')
+  if predicted.min() < 0 or predicted.max() >= num_classes:
+    raise ValueError(f'predicted classes must lie in [0, {num_classes})')
+  p = np.bincount(predicted, minlength=num_classes) / predicted.size
+  nonzero = p[p > 0]
+  return {'classes_covered': float(np.sum(p >= min_fraction)),
+          'class_entropy': float(-np.sum(nonzero * np.log(nonzero)))}
+
+
+# ----------------------------------------------------------------------------- classifier
+
+def _as_input(images: np.ndarray) -> np.ndarray:
+  return np.asarray(images, np.float32) / 255.0
+
+
+def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, *, seed: int,
+                     num_steps: int, batch_size: int, learning_rate: float,
+                     widths: Sequence[int], feature_dim: int):
+  """Trains a ``ConvClassifier`` by Adam on softmax cross-entropy (one device, jitted).
+
+  Args:
+    images: uint8 [N, H, W, C].
+    labels: int [N] in [0, num_classes).
+    num_classes: K.
+    seed: initialisation key and batch order (epoch-wise permutations).
+    num_steps, batch_size, learning_rate: the optimisation (constant rate).
+    widths, feature_dim: the classifier's size.
+
+  Returns:
+    (graphdef, params): the classifier, as ``state.split_model`` returns it.
+
+  Raises:
+    ValueError: fewer images than one batch, or labels that do not match the images.
+  """
+  if len(images) < batch_size or len(labels) != len(images):
+    raise ValueError(f'{len(images)} images and {len(labels)} labels cannot fill a batch of '
+                     f'{batch_size}')
+  model = classifier_lib.ConvClassifier(images.shape[1:], num_classes, widths, feature_dim,
+                                        rngs=nnx.Rngs(params=jax.random.key(seed)))
+  graphdef, params = state_lib.split_model(model)
+  tx = optax.adam(learning_rate)
+
+  @jax.jit
+  def step(params, opt_state, x, y):
+    def loss_fn(p):
+      logits, _ = state_lib.merge_model(graphdef, p)(x)
+      return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+    grads = jax.grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  opt_state = tx.init(params)
+  rng = np.random.default_rng(seed)
+  per_epoch = len(images) // batch_size
+  x_all, y_all = _as_input(images), np.asarray(labels, np.int32)
+  order = None
+  for i in range(num_steps):
+    if i % per_epoch == 0:
+      order = rng.permutation(len(images))
+    rows = order[(i % per_epoch) * batch_size:(i % per_epoch + 1) * batch_size]
+    params, opt_state = step(params, opt_state, x_all[rows], y_all[rows])
+  return graphdef, jax.device_get(params)
+
+
+def classify(graphdef, params, images: np.ndarray, *,
+             batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+  """(logits float32 [N, K], features float32 [N, F]) of uint8 images [N, H, W, C], computed
+  in fixed-size batches (the last one padded) so one compilation serves any N."""
+  @jax.jit
+  def apply(p, x):
+    return state_lib.merge_model(graphdef, p)(x)
+
+  logits, features = [], []
+  for start in range(0, len(images), batch_size):
+    chunk = _as_input(images[start:start + batch_size])
+    n = len(chunk)
+    padded = np.concatenate([chunk, np.zeros((batch_size - n,) + chunk.shape[1:], np.float32)])
+    out = jax.device_get(apply(params, padded))
+    logits.append(out[0][:n])
+    features.append(out[1][:n])
+  return np.concatenate(logits), np.concatenate(features)
+
+
+def load_or_train_classifier(folder: str, images: np.ndarray, labels: np.ndarray,
+                             num_classes: int, *, data_sha256: str, seed: int, num_steps: int,
+                             batch_size: int, learning_rate: float, widths: Sequence[int],
+                             feature_dim: int):
+  """The feature classifier of ``train_classifier``, cached in ``folder``.
+
+  ``folder/classifier.msgpack`` holds the parameters and ``folder/classifier.json`` what they
+  were trained on (data hash and every setting). A cache made for other data or settings, or
+  one that cannot be read, is retrained (with a warning naming the file) and overwritten;
+  only process 0 writes, atomically.
+
+  Returns:
+    (graphdef, params).
+  """
+  record = dict(format=CACHE_FORMAT, data_sha256=data_sha256, num_classes=num_classes, seed=seed,
+                num_steps=num_steps, batch_size=batch_size, learning_rate=learning_rate,
+                widths=list(widths), feature_dim=feature_dim,
+                image_shape=list(images.shape[1:]))
+  params_path = os.path.join(folder, 'classifier.msgpack')
+  record_path = os.path.join(folder, 'classifier.json')
+  abstract = nnx.eval_shape(lambda: classifier_lib.ConvClassifier(
+      images.shape[1:], num_classes, widths, feature_dim, rngs=nnx.Rngs(0)))
+  graphdef, target = state_lib.split_model(abstract)
+  if os.path.exists(record_path) and os.path.exists(params_path):
+    try:
+      with open(record_path, encoding='utf-8') as f:
+        saved = json.load(f)
+      if saved == record:
+        with open(params_path, 'rb') as f:
+          params = flax.serialization.msgpack_restore(f.read())
+        shapes = jax.tree.map(np.shape, params)
+        if shapes == jax.tree.map(np.shape, target):
+          return graphdef, params
+        logging.warning('%s does not match the classifier; retraining', params_path)
+    except (OSError, ValueError, TypeError) as e:  # damaged cache: retrain
+      logging.warning('cannot read the cached classifier in %s (%s); retraining', folder, e)
+  graphdef, params = train_classifier(
+      images, labels, num_classes, seed=seed, num_steps=num_steps, batch_size=batch_size,
+      learning_rate=learning_rate, widths=widths, feature_dim=feature_dim)
+  if jax.process_index() == 0:
+    os.makedirs(folder, exist_ok=True)
+    for path, payload, mode in ((params_path, flax.serialization.msgpack_serialize(params), 'wb'),
+                                (record_path, json.dumps(record, indent=2) + '\n', 'w')):
+      with open(f'{path}.tmp', mode) as f:
+        f.write(payload)
+      os.replace(f'{path}.tmp', path)
+  return graphdef, params
+
+
+def sample_quality(sample_features: np.ndarray, sample_logits: np.ndarray,
+                   real_features: np.ndarray, *, min_fraction: float = 0.01) -> dict[str, float]:
+  """{'fd_classifier', 'classes_covered', 'class_entropy'} of samples against real images.
+
+  Args:
+    sample_features: float [N, F] classifier features of generated images.
+    sample_logits: float [N, K] classifier logits of the same images.
+    real_features: float [M, F] classifier features of real (held-out) images.
+    min_fraction: see ``class_coverage``.
+  """
+  coverage = class_coverage(np.argmax(sample_logits, axis=-1), sample_logits.shape[-1],
+                            min_fraction=min_fraction)
+  return dict(fd_classifier=fd_between(sample_features, real_features), **coverage)
+
