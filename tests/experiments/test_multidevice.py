@@ -9,28 +9,18 @@ import math
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from experiments import autoencoder, clm_pretrain, dcgan, mlm_pretrain, vae
 from jaxssl.losses import lm
-from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.parallel import sharding
+from tests import multidevice
 
 EXPERIMENTS = [mlm_pretrain, clm_pretrain, autoencoder, vae, dcgan]
 
-pytestmark = [
-    pytest.mark.multidevice,
-    pytest.mark.skipif(jax.device_count() < 8, reason='needs 8 devices: set XLA_FLAGS='
-                       '--xla_force_host_platform_device_count=8'),
-]
-
-
-def _mesh(n, fsdp=1):
-  return mesh_lib.make_mesh(ml_collections.ConfigDict({'data': -1, 'fsdp': fsdp}),
-                            devices=jax.devices()[:n])
+pytestmark = multidevice.MARKS
 
 
 def test_loss_is_normalised_by_the_global_masked_count():
@@ -43,7 +33,7 @@ def test_loss_is_normalised_by_the_global_masked_count():
   labels = np.zeros((8, p), np.int32)
   count = weights.sum()  # 28
   expected = ((count - 7) * math.log(2) - 7 * math.log(0.75)) / count
-  mesh = _mesh(8)
+  mesh = multidevice.mesh(8)
   shard = NamedSharding(mesh, P(sharding.BATCH_AXES))
   args = [jax.device_put(x, shard) for x in (logits, labels, weights)]
   total, n = jax.jit(lm.masked_lm_loss)(*args)
@@ -74,7 +64,7 @@ def test_eight_device_step_matches_one_device(tmp_path, module, fsdp):
   results = []
   for n, f in ((1, 1), (8, fsdp)):
     config.mesh.fsdp = f
-    mesh = _mesh(n, f)
+    mesh = multidevice.mesh(n, f)
     graphdef, tx, state, shardings = module.create_train_state(config, mesh, state_arg)
     step = jax.jit(module.make_train_step(config, graphdef, tx, data),
                    in_shardings=(shardings, sharding.batch_sharding(mesh),

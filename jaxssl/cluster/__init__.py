@@ -1,0 +1,1 @@
+"""Clustering: k-means (`jaxssl.cluster.kmeans`)."""

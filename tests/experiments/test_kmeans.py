@@ -1,0 +1,115 @@
+"""k-means experiment: summary metrics against sklearn.metrics, IDX input, config errors."""
+
+import gzip
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+from sklearn import datasets
+from sklearn import metrics as sk_metrics
+from sklearn import preprocessing
+
+from experiments import kmeans as kmeans_experiment
+from tests.experiments.helpers import evals, smoke
+
+KEYS = {'eval/inertia', 'eval/homogeneity', 'eval/completeness', 'eval/v_measure', 'eval/ari',
+        'eval/ami', 'eval/silhouette'}
+
+
+def test_summary_metrics_equal_sklearn_recomputed_from_saved_labels(smoke_run):
+  workdir, summary = smoke_run(kmeans_experiment)
+  with open(os.path.join(workdir, 'summary.json'), encoding='utf-8') as f:
+    assert json.load(f) == json.loads(json.dumps(summary))
+  e = evals(summary)
+  assert set(e) == KEYS
+  saved = np.load(os.path.join(workdir, 'clusters.npz'))
+  labels, centers, targets = saved['labels'], saved['cluster_centers'], saved['targets']
+  # The features, rebuilt independently: scikit-learn's digits, standardised.
+  digits = datasets.load_digits()
+  x = preprocessing.StandardScaler().fit_transform(digits.data)
+  np.testing.assert_array_equal(targets, digits.target)
+  assert labels.shape == (1797,) and centers.shape == (10, 64)
+  assert summary['data/num_examples'] == 1797 and summary['data/num_features'] == 64
+  # Labels are the nearest saved centre (as predict), and the inertia is their distances.
+  sq = ((x[:, None] - centers[None].astype(np.float64)) ** 2).sum(-1)  # [N, K]
+  np.testing.assert_array_equal(labels, sq.argmin(1))
+  np.testing.assert_allclose(e['eval/inertia'], sq.min(1).sum(), rtol=1e-5)
+  h, c, v = sk_metrics.homogeneity_completeness_v_measure(targets, labels)
+  np.testing.assert_allclose([e['eval/homogeneity'], e['eval/completeness'],
+                              e['eval/v_measure']], [h, c, v], rtol=1e-12)
+  np.testing.assert_allclose(e['eval/ari'], sk_metrics.adjusted_rand_score(targets, labels),
+                             rtol=1e-12)
+  np.testing.assert_allclose(e['eval/ami'],
+                             sk_metrics.adjusted_mutual_info_score(targets, labels), rtol=1e-12)
+  config = summary['config']
+  silhouette = sk_metrics.silhouette_score(
+      x, labels, sample_size=config['eval']['silhouette_samples'], random_state=config['seed'])
+  np.testing.assert_allclose(e['eval/silhouette'], silhouette, rtol=1e-4)
+  # Clusters of the standardised digits follow the classes well above chance (ARI 0).
+  assert e['eval/ari'] > 0.3 and e['eval/v_measure'] > 0.5
+  assert os.path.exists(os.path.join(workdir, 'config.json'))
+
+
+def _idx(code, shape, values: bytes) -> bytes:
+  return struct.pack('>BBBB', 0, 0, code, len(shape)) + struct.pack(
+      f'>{len(shape)}I', *shape) + values
+
+
+def test_idx_files_clustered_with_every_split(cache_dir, tmp_path):
+  # Three classes of 4x4 images: class c lights pixels [5c, 5c + 5) at 200-255, the rest at
+  # 0-40. Well separated, so K = 3 recovers the classes exactly (ARI = AMI = 1).
+  rng = np.random.default_rng(0)
+  folder = tmp_path / 'idx'
+  folder.mkdir()
+  for split, n in (('train', 60), ('t10k', 30)):
+    labels = np.arange(n) % 3
+    images = rng.integers(0, 40, (n, 4, 4)).astype(np.uint8)
+    for i, c in enumerate(labels):
+      images[i].reshape(-1)[5 * c:5 * c + 5] = rng.integers(200, 255, 5)
+    (folder / f'{split}-images-idx3-ubyte.gz').write_bytes(
+        gzip.compress(_idx(0x08, images.shape, images.tobytes())))
+    (folder / f'{split}-labels-idx1-ubyte.gz').write_bytes(
+        gzip.compress(_idx(0x08, labels.shape, labels.astype(np.uint8).tobytes())))
+  config = smoke(kmeans_experiment, cache_dir, **{'data.files': str(folder / '*-ubyte.gz'),
+                                                  'method.n_clusters': 3})
+  summary = kmeans_experiment.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert summary['data/num_examples'] == 90 and summary['data/num_features'] == 16
+  assert summary['eval/ari'] == pytest.approx(1.0)
+  assert summary['eval/ami'] == pytest.approx(1.0)
+  assert summary['data/source'].startswith('files:')
+
+
+@pytest.mark.parametrize('field, value, match', [
+    ('method.n_clusters', 0, 'method.n_clusters=0 must be an integer >= 1'),
+    ('method.n_init', 0, 'method.n_init=0 must be an integer >= 1'),
+    ('method.max_iter', 0, 'method.max_iter=0 must be an integer >= 1'),
+    ('method.tol', -1.0, 'method.tol=-1.0 must be >= 0'),
+    ('method.init', 'kmeans', "method.init='kmeans' must be one of"),
+    ('method.algorithm', 'elkan', "method.algorithm='elkan' must be one of"),
+    ('eval.silhouette_samples', 1, 'eval.silhouette_samples=1 must be >= 2'),
+    ('data.standardize', 'yes', "data.standardize='yes' must be True or False"),
+    ('seed', -1, 'seed=-1 must be >= 0'),
+])
+def test_bad_config_values_raise_before_anything_runs(field, value, match, tmp_path):
+  config = kmeans_experiment.smoke_config()
+  target = config
+  *parents, last = field.split('.')
+  for p in parents:
+    target = target[p]
+  with config.ignore_type():
+    target[last] = value
+  with pytest.raises(ValueError, match=match):
+    kmeans_experiment.train_and_evaluate(config, str(tmp_path / 'w'))
+  assert not os.path.exists(tmp_path / 'w')  # failed before the workdir was made
+
+
+def test_more_clusters_than_images_is_named(cache_dir, tmp_path):
+  config = smoke(kmeans_experiment, cache_dir, **{'method.n_clusters': 1798})
+  with pytest.raises(ValueError, match='method.n_clusters=1798 exceeds the 1797 images'):
+    kmeans_experiment.train_and_evaluate(config, str(tmp_path / 'w'))
+
+
+def test_features_from_is_not_a_field_yet():
+  assert 'features_from' not in kmeans_experiment.get_config()
