@@ -33,6 +33,7 @@ import optax
 from sklearn import metrics as sk_metrics
 
 from jaxssl.data import augment, images
+from jaxssl.eval import representation
 from jaxssl.losses import reconstruction
 from jaxssl.models import conv_ae
 from jaxssl.parallel import mesh as mesh_lib
@@ -105,6 +106,9 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   config_checks.one_of(config, 'model.activation', ('gelu', 'relu'))
   config_checks.non_negative(config, 'method.noise_std')
   config_checks.in_unit_interval(config, 'method.mask_prob')
+  if config.method.anomaly_class < -1:
+    raise ValueError(f'method.anomaly_class={config.method.anomaly_class} must be a class '
+                     'index >= 0, or -1 for off')
   if config.method.mask_prob >= 1:
     raise ValueError(f'method.mask_prob={config.method.mask_prob} must be < 1')
   if not config.model.widths or min(config.model.widths) < 1:
@@ -233,6 +237,18 @@ def image_grids(graphdef, params, data, config) -> dict[str, np.ndarray]:
   rows = [x] + ([np.asarray(noisy)] if denoising(config) else []) + [
       np.asarray(jax.nn.sigmoid(logits))]
   return {'reconstructions': writers.image_grid(np.concatenate(rows), columns=n)}
+
+
+def embed_fn(graphdef, config) -> representation.NnxEmbedFn:
+  """The frozen encoder for the downstream protocol (``jaxssl.eval.representation``):
+  the bottleneck code [B, Z] of images in [0, 1] (``config`` is not needed)."""
+  del config
+  return representation.nnx_embed_fn(graphdef, lambda module, x, train: module.encode(x))
+
+
+def encoder_variables(state) -> dict:
+  """The variables ``embed_fn`` reads."""
+  return {'params': state.params}
 
 
 # ----------------------------------------------------------------------------- run

@@ -144,6 +144,9 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
                      'change the model')
   if config.eval.num_samples < 2:
     raise ValueError(f'eval.num_samples={config.eval.num_samples} must be >= 2 (a covariance)')
+  if config.eval.grid_samples > config.eval.num_samples:
+    raise ValueError(f'eval.grid_samples={config.eval.grid_samples} must be <= '
+                     f'eval.num_samples={config.eval.num_samples} (the grid shows samples)')
   for field in ('model.generator_widths', 'model.discriminator_widths', 'classifier.widths'):
     widths = config_checks.get(config, field)
     if not widths or min(widths) < 1:

@@ -43,6 +43,7 @@ import numpy as np
 import optax
 
 from jaxssl.data import images
+from jaxssl.eval import representation
 from jaxssl.losses import vae as vae_losses
 from jaxssl.models import vae as vae_model
 from jaxssl.parallel import mesh as mesh_lib
@@ -316,6 +317,26 @@ def image_grids(graphdef, params, data, config) -> dict[str, np.ndarray]:
     grids['interpolations'] = writers.image_grid(rows.reshape(-1, h, w, c),
                                                  columns=rows.shape[1])
   return grids
+
+
+def embed_fn(graphdef, config) -> representation.NnxEmbedFn:
+  """The frozen encoder for the downstream protocol (``jaxssl.eval.representation``): the
+  posterior mean [B, Z] of images in [0, 1], binarised first as in training when the
+  likelihood is Bernoulli."""
+  binary = config.method.likelihood == 'bernoulli'
+
+  def posterior_mean(module, x, train):
+    del train
+    if binary:  # the same test as model_input on the bytes: x * 255 >= 128
+      x = (x * (NUM_LEVELS - 1) >= BINARY_THRESHOLD - 0.5).astype(jnp.float32)
+    return module.encode(x)[0]
+
+  return representation.nnx_embed_fn(graphdef, posterior_mean)
+
+
+def encoder_variables(state) -> dict:
+  """The variables ``embed_fn`` reads."""
+  return {'params': state.params}
 
 
 # ----------------------------------------------------------------------------- run

@@ -15,6 +15,9 @@ Shape legend used in every docstring and inline comment:
   H, W, C  image height, width, channels (in image code; H is heads in attention code)
   Z  latent width (autoencoders, VAEs)
   S  latent samples per image
+  M  number of query rows (e.g. test examples scored against N training rows)
+  Q  queries per chunk (kNN)
+  k  neighbours voting (kNN)
 
 Units: losses of language models are in nats per predicted token unless a name says
 otherwise (``bits_per_byte``); VAE likelihoods and bounds are in nats per image (summed

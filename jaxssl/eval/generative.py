@@ -12,6 +12,7 @@ samples shows mode collapse (few classes covered, low entropy).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -172,14 +173,17 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, *
   return graphdef, jax.device_get(params)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(graphdef, params, x):
+  return state_lib.merge_model(graphdef, params)(x)
+
+
 def classify(graphdef, params, images: np.ndarray, *,
              batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
   """(logits float32 [N, K], features float32 [N, F]) of uint8 images [N, H, W, C], computed
-  in fixed-size batches (the last one padded) so one compilation serves any N."""
-  @jax.jit
-  def apply(p, x):
-    return state_lib.merge_model(graphdef, p)(x)
-
+  in fixed-size batches (the last one padded), so one compilation per graphdef and batch
+  size serves any N and every call."""
+  apply = functools.partial(_apply, graphdef)
   logits, features = [], []
   for start in range(0, len(images), batch_size):
     chunk = _as_input(images[start:start + batch_size])
@@ -218,7 +222,9 @@ def load_or_train_classifier(folder: str, images: np.ndarray, labels: np.ndarray
     try:
       with open(record_path, encoding='utf-8') as f:
         saved = json.load(f)
-      if saved == record:
+      if saved != record:
+        logging.warning('%s was made for other data or settings; retraining', record_path)
+      else:
         with open(params_path, 'rb') as f:
           params = flax.serialization.msgpack_restore(f.read())
         shapes = jax.tree.map(np.shape, params)

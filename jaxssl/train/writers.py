@@ -44,11 +44,13 @@ def image_grid(images: np.ndarray, *, columns: int = 8, pad: int = 1) -> np.ndar
   """Tiles images into one picture, row-major, with ``pad`` white pixels between tiles.
 
   Args:
-    images: float [N, H, W, C] in [0, 1] (values outside are clipped), C in {1, 3}.
+    images: float [N, H, W, C] in [0, 1] (values outside are clipped); C other than 1 or 3
+      (e.g. 2 or 4 channels of an IDX file) is shown as the mean over channels.
     columns: tiles per row (fewer when N is smaller).
 
   Returns:
-    uint8 [rows * (H + pad) + pad, columns * (W + pad) + pad, C].
+    uint8 [rows * (H + pad) + pad, columns * (W + pad) + pad, C'], C' = C if C is 1 or 3,
+    else 1.
 
   Raises:
     ValueError: not a 4-D batch or no images.
@@ -56,6 +58,8 @@ def image_grid(images: np.ndarray, *, columns: int = 8, pad: int = 1) -> np.ndar
   images = np.asarray(images, np.float32)
   if images.ndim != 4 or not images.shape[0]:
     raise ValueError(f'image_grid takes a non-empty [N, H, W, C] batch, got {images.shape}')
+  if images.shape[-1] not in (1, 3):  # PNG would read 2 channels as grey + alpha
+    images = images.mean(axis=-1, keepdims=True)
   n, h, w, c = images.shape
   columns = min(columns, n)
   rows = -(-n // columns)

@@ -64,6 +64,7 @@ def test_anomaly_class_is_left_out_and_scored(cache_dir, tmp_path):
     ('model.activation', 'tanh', 'model.activation'),
     ('method.noise_std', -0.1, 'method.noise_std'),
     ('method.mask_prob', 1.0, 'method.mask_prob'),
+    ('method.anomaly_class', -2, 'method.anomaly_class=-2'),
     ('data.test_fraction', 0.0, 'data.test_fraction'),
 ])
 def test_bad_config_values_raise_before_anything_runs(field, value, match, tmp_path):

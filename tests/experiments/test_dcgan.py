@@ -117,6 +117,7 @@ def test_sample_metrics_recomputed_from_the_saved_generator(smoke_run, cache_dir
     ('method.discriminator_lr_scale', 0.0, 'method.discriminator_lr_scale'),
     ('eval.min_class_fraction', 1.5, 'eval.min_class_fraction'),
     ('eval.num_samples', 1, 'eval.num_samples=1'),
+    ('eval.grid_samples', 129, 'eval.grid_samples=129 must be <= eval.num_samples=128'),
     ('model.generator_widths', (), 'model.generator_widths'),
     ('classifier.num_steps', 0, 'classifier.num_steps'),
 ])
