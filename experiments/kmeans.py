@@ -27,9 +27,10 @@ subsample of ``eval.silhouette_samples`` points drawn by ``seed`` (scikit-learn'
 TensorBoard scalars are written too. A run takes seconds, so there are no checkpoints: a
 second run in the same workdir starts again and overwrites the results.
 
-Not here yet: clustering the features of a trained encoder (``features_from=<workdir>``) is
-left for a later issue; the field does not exist, so ``--config.features_from`` fails as an
-unknown field.
+With ``--config.features_from=WORKDIR`` (a finished autoencoder, VAE, SimCLR or BYOL run),
+the clustered points are instead that run's frozen encoder's features (``experiments.encoders``:
+the newest checkpoint, eval mode) of every image of the data it was trained on (its own
+``data`` config; this config's ``data`` fields are then ignored), standardised likewise.
 
 Expected (defaults, seed 0, 2 CPU cores; most of the wall time is start-up and
 compilation): eval/inertia 69,536 (scikit-learn's median over seeds 0-9 with the same
@@ -45,12 +46,15 @@ import time
 
 import jax
 import ml_collections
+from ml_collections import config_dict
 import numpy as np
 from sklearn import datasets
 from sklearn import metrics as sk_metrics
 from sklearn import preprocessing
 
+from experiments import encoders
 from jaxssl.cluster import kmeans
+from jaxssl.eval import representation
 from jaxssl.data import images
 from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.train import checkpoint, cli, config_checks, writers
@@ -65,6 +69,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.data = images.data_config()
   c.data.standardize = True  # Zero mean, unit variance per feature (StandardScaler).
+  # Workdir of a trained encoder (autoencoder, vae, simclr, byol): cluster its features.
+  c.features_from = config_dict.placeholder(str)
 
   c.method = ml_collections.ConfigDict()
   c.method.n_clusters = 10  # K.
@@ -120,7 +126,9 @@ def load_features(config: ml_collections.ConfigDict) -> dict:
     ValueError, FileNotFoundError: as `images.load_images`; or fewer images than clusters.
   """
   data = config.data
-  if not data.files and data.name == images.DIGITS:
+  if config.features_from:
+    x, targets, info = encoder_features(config.features_from)
+  elif not data.files and data.name == images.DIGITS:
     digits = datasets.load_digits()
     x, targets = digits.data, digits.target
     info = {'data/source': 'sklearn.datasets.load_digits', 'data/num_classes': 10,
@@ -139,6 +147,27 @@ def load_features(config: ml_collections.ConfigDict) -> dict:
                      'images of the data')
   info.update({'data/num_examples': len(x), 'data/num_features': x.shape[1]})
   return {'x': x.astype(np.float32), 'targets': targets.astype(np.int32), 'info': info}
+
+
+def encoder_features(workdir: str) -> tuple[np.ndarray, np.ndarray, dict]:
+  """(features float32 [N, D], labels int32 [N], data facts) of every image (train and test
+  splits) of the run in ``workdir``, through its frozen encoder.
+
+  Raises:
+    FileNotFoundError, ValueError: as ``encoders.load`` (no checkpoint, not an encoder).
+  """
+  encoder = encoders.load(workdir)
+  data = encoders.image_data(encoder)
+  splits = (data.train, data.test)
+  x = np.concatenate([
+      representation.extract_features(encoder.embed_fn, encoder.variables, s['image'],
+                                      batch_size=encoder.config.eval.global_batch_size)
+      for s in splits])
+  targets = np.concatenate([s['label'] for s in splits])
+  info = {k: data.info[k] for k in ('data/source', 'data/sha256', 'data/num_classes')}
+  info.update({'data/features_from': encoder.experiment,
+               'data/features_from_step': encoder.step})
+  return x, targets, info
 
 
 # ----------------------------------------------------------------------------- eval

@@ -279,11 +279,12 @@ def split_encoder(model: nnx.Module) -> tuple[nnx.GraphDef, dict]:
 
 
 def _jitted(fn: Callable, mesh: Mesh | None):
-  """``jax.jit(fn)`` (over the mesh); jax caches compilations by function identity, so
-  repeated extractions with the same ``embed_fn`` compile once."""
+  """``jax.jit(fn)`` (over the mesh: images split over the batch axes, the variables left
+  where they are, e.g. FSDP-sharded as in a TrainState); jax caches compilations by function
+  identity, so repeated extractions with the same ``embed_fn`` compile once."""
   if mesh is None:
     return jax.jit(fn)
-  return jax.jit(fn, in_shardings=(sharding.replicated(mesh), sharding.batch_sharding(mesh)),
+  return jax.jit(fn, in_shardings=(None, sharding.batch_sharding(mesh)),
                  out_shardings=sharding.replicated(mesh))
 
 
@@ -301,8 +302,9 @@ def extract_features(embed_fn: EmbedFn, variables: Any, images: np.ndarray, *,
     variables: its pytree (only read).
     images: uint8 [N, H, W, C] (scaled to [0, 1]) or float [N, H, W, C] (as is).
     batch_size: B, images per call; a multiple of the mesh's device count when given.
-    mesh: optional; each batch is split over ``sharding.BATCH_AXES``, ``variables``
-      replicated. In a multi-process run every process passes the same full ``images``.
+    mesh: optional; each batch is split over ``sharding.BATCH_AXES``, ``variables`` used
+      as they are placed (host arrays: replicated; a TrainState's may be FSDP-sharded). In a
+      multi-process run every process passes the same full ``images``.
 
   Returns:
     float32 [N, D] NumPy array.

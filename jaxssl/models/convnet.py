@@ -83,16 +83,22 @@ class MLPHead(nnx.Module):
   """[B, in_dim] -> [B, out_dim]: Linear -> BatchNorm -> ReLU -> Linear (SimCLR's projection
   head with BatchNorm as in its v2; BYOL's projector and predictor).
 
+  ``out_bias=False`` drops the last layer's bias: when the head feeds a BatchNorm (BYOL's
+  projector feeds the predictor's), that bias is cancelled by the batch mean, its gradient is
+  zero up to rounding, and Adam would turn the rounding noise into steps of the learning
+  rate's size.
+
   Raises:
     ValueError: a size below 1.
   """
 
-  def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, *, rngs: nnx.Rngs):
+  def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, *, out_bias: bool = True,
+               rngs: nnx.Rngs):
     if min(in_dim, hidden_dim, out_dim) < 1:
       raise ValueError(f'MLPHead sizes ({in_dim}, {hidden_dim}, {out_dim}) must be >= 1')
     self.hidden = nnx.Linear(in_dim, hidden_dim, use_bias=False, rngs=rngs)
     self.norm = _batch_norm(hidden_dim, rngs)
-    self.out = nnx.Linear(hidden_dim, out_dim, rngs=rngs)
+    self.out = nnx.Linear(hidden_dim, out_dim, use_bias=out_bias, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     """float [B, in_dim] -> float32 [B, out_dim]."""
@@ -109,6 +115,8 @@ class SSLNet(nnx.Module):
     projector_dims: (hidden, out) of the projection MLP.
     predictor_dims: (hidden, out) of the predictor MLP (its input is the projector's output),
       or None for no predictor (SimCLR; BYOL's target network).
+    projector_bias: whether the projector's last layer has a bias (False for BYOL, online
+      and target alike, see ``MLPHead``).
 
   Raises:
     ValueError: a bad shape or size.
@@ -116,9 +124,10 @@ class SSLNet(nnx.Module):
 
   def __init__(self, image_shape: Sequence[int], widths: Sequence[int],
                projector_dims: Sequence[int], predictor_dims: Sequence[int] | None = None, *,
-               rngs: nnx.Rngs):
+               projector_bias: bool = True, rngs: nnx.Rngs):
     self.encoder = ConvNet(image_shape, widths, rngs=rngs)
-    self.projector = MLPHead(self.encoder.feature_dim, *projector_dims, rngs=rngs)
+    self.projector = MLPHead(self.encoder.feature_dim, *projector_dims, out_bias=projector_bias,
+                             rngs=rngs)
     self.predictor = (None if predictor_dims is None else
                       MLPHead(projector_dims[-1], *predictor_dims, rngs=rngs))
 

@@ -13,13 +13,13 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import autoencoder, clm_pretrain, dcgan, mlm_pretrain, vae
+from experiments import autoencoder, byol, clm_pretrain, dcgan, mlm_pretrain, simclr, vae
 from jaxssl.data import text
 from jaxssl.train import loop
 from tests.experiments.helpers import evals, smoke
 
 LANGUAGE_MODELS = [mlm_pretrain, clm_pretrain]
-EXPERIMENTS = LANGUAGE_MODELS + [autoencoder, vae, dcgan]
+EXPERIMENTS = LANGUAGE_MODELS + [autoencoder, vae, dcgan, simclr, byol]
 
 
 def _params(workdir, step):

@@ -6,12 +6,18 @@ import os
 import struct
 
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
+from flax import nnx
 from sklearn import datasets
 from sklearn import metrics as sk_metrics
 from sklearn import preprocessing
 
+from experiments import autoencoder, mlm_pretrain
 from experiments import kmeans as kmeans_experiment
+from jaxssl.data import images
+from jaxssl.models import conv_ae
+from jaxssl.train import state as state_lib
 from tests.experiments.helpers import evals, smoke
 
 KEYS = {'eval/inertia', 'eval/homogeneity', 'eval/completeness', 'eval/v_measure', 'eval/ari',
@@ -111,5 +117,41 @@ def test_more_clusters_than_images_is_named(cache_dir, tmp_path):
     kmeans_experiment.train_and_evaluate(config, str(tmp_path / 'w'))
 
 
-def test_features_from_is_not_a_field_yet():
-  assert 'features_from' not in kmeans_experiment.get_config()
+def test_features_from_a_trained_autoencoder(smoke_run, cache_dir, tmp_path):
+  ae_dir, _ = smoke_run(autoencoder)
+  summary = kmeans_experiment.train_and_evaluate(
+      smoke(kmeans_experiment, cache_dir, features_from=ae_dir), str(tmp_path / 'k'))
+  assert summary['data/features_from'] == 'autoencoder'
+  assert summary['data/features_from_step'] == 6
+  # The features rebuilt without experiments.encoders: the saved parameters in the model's
+  # own encode, on the autoencoder's train and test images, standardised.
+  ae_config = smoke(autoencoder, cache_dir)
+  data = images.load_images(ae_config.data)
+  params = ocp.StandardCheckpointer().restore(
+      os.path.join(ae_dir, 'checkpoints', '6', 'state'))['params']
+  graphdef, _ = state_lib.split_model(conv_ae.Autoencoder(
+      data.train['image'].shape[1:], ae_config.model.latent_dim, tuple(ae_config.model.widths),
+      activation=ae_config.model.activation, rngs=nnx.Rngs(0)))
+  model = state_lib.merge_model(graphdef, params)
+  pixels = np.concatenate([data.train['image'], data.test['image']]).astype(np.float32) / 255
+  x = preprocessing.StandardScaler().fit_transform(np.asarray(model.encode(pixels), np.float64))
+  saved = np.load(os.path.join(str(tmp_path / 'k'), 'clusters.npz'))
+  assert x.shape == (summary['data/num_examples'], ae_config.model.latent_dim)
+  # The saved centres are a fixed point of Lloyd's algorithm on these features: labels are
+  # their nearest centres and the inertia their squared distances.
+  sq = ((x[:, None] - saved['cluster_centers'][None].astype(np.float64)) ** 2).sum(-1)
+  np.testing.assert_array_equal(saved['labels'], sq.argmin(1))
+  np.testing.assert_allclose(summary['eval/inertia'], sq.min(1).sum(), rtol=1e-4)
+  np.testing.assert_array_equal(saved['targets'],
+                                np.concatenate([data.train['label'], data.test['label']]))
+
+
+def test_features_from_a_workdir_without_an_encoder_is_named(smoke_run, cache_dir, tmp_path):
+  with pytest.raises(FileNotFoundError, match='holds no checkpoints'):
+    kmeans_experiment.train_and_evaluate(
+        smoke(kmeans_experiment, cache_dir, features_from=str(tmp_path / 'none')),
+        str(tmp_path / 'a'))
+  mlm_dir, _ = smoke_run(mlm_pretrain)
+  with pytest.raises(ValueError, match="'mlm_pretrain' is not an image representation learner"):
+    kmeans_experiment.train_and_evaluate(
+        smoke(kmeans_experiment, cache_dir, features_from=mlm_dir), str(tmp_path / 'b'))

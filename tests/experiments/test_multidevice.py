@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from experiments import autoencoder, clm_pretrain, dcgan, mlm_pretrain, vae
+from experiments import autoencoder, byol, clm_pretrain, dcgan, mlm_pretrain, simclr, vae
 from jaxssl.losses import lm
 from jaxssl.parallel import sharding
 from tests import multidevice
 
-EXPERIMENTS = [mlm_pretrain, clm_pretrain, autoencoder, vae, dcgan]
+EXPERIMENTS = [mlm_pretrain, clm_pretrain, autoencoder, vae, dcgan, simclr, byol]
 
 pytestmark = multidevice.MARKS
 
@@ -47,7 +47,7 @@ def test_loss_is_normalised_by_the_global_masked_count():
 
 def _prepare(module, config, tmp_path):
   """(data, the argument create_train_state takes after the mesh)."""
-  if module in (autoencoder, vae, dcgan):
+  if module in (autoencoder, vae, dcgan, simclr, byol):
     data = module.prepare_data(config)
     return data, data
   data = module.prepare_data(config, str(tmp_path))

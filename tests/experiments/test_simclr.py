@@ -60,6 +60,7 @@ def test_simclr_step_is_nt_xent_of_the_views(cache_dir):
 def test_byol_target_is_the_ema_of_the_online_network_and_gets_no_gradient(cache_dir):
   config, _, graphdefs, tx, state, batch = _setup(byol, cache_dir)
   assert sorted(state.extra['target']['params']) == ['encoder', 'projector']
+  assert 'bias' not in state.params['projector']['out']  # the predictor's BatchNorm cancels it
   jax.tree.map(np.testing.assert_array_equal, state.extra['target']['params'],
                {k: state.params[k] for k in byol.TARGET_PARTS})  # starts as a copy
   step = jax.jit(byol.make_train_step(config, graphdefs, tx, {'num_train_steps': 6}))

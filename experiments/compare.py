@@ -1,0 +1,169 @@
+r"""Every image representation learner, measured with one downstream protocol over seeds.
+
+  python -m experiments.compare --workdir=/tmp/compare
+  python -m experiments.compare --workdir=/tmp/compare --config.seeds=0,1,2,3,4 \
+      --config.methods=simclr,byol --config.max_train_steps=1500
+
+For each method in ``methods`` (autoencoder, vae, simclr, byol) and each seed, the
+experiment's default config with that seed (its run length capped at ``max_train_steps``)
+trains in ``WORKDIR/<method>/seed_<seed>``, or is reused if that run already finished (an
+interrupted one resumes). Its frozen encoder (``experiments.encoders``) and the same encoder
+at its random initialisation are then measured by ``jaxssl.eval.representation`` with the
+``eval`` block below (the same for every method): linear-probe accuracy, weighted-kNN
+accuracy and the adjusted Rand index of k-means on the test features. Raw pixels (the
+flattened image as its own feature) are the other baseline.
+
+Writes ``WORKDIR/results.md`` (method x metric, mean +- std over seeds with ddof=1, the
+table printed at the end), ``WORKDIR/results.csv`` (the same numbers) and
+``WORKDIR/results.json`` (every metric of every run); ``summary.json`` holds the means.
+Not part of CI: the default takes about 15 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+
+from experiments import encoders, simclr
+from jaxssl.data import images
+from jaxssl.eval import representation
+from jaxssl.train import cli, writers
+
+EXPERIMENT = 'compare'
+METRICS = ('linear_probe_accuracy', 'knn_accuracy', 'kmeans_ari')
+RAW_PIXELS = 'raw pixels'
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Three seeds of the four learners on the digits, each run capped at 600 steps."""
+  c = ml_collections.ConfigDict()
+  c.seeds = (0, 1, 2)  # One training run (and one evaluation seed) per seed.
+  c.methods = encoders.LEARNERS  # Which learners to train and measure.
+  c.max_train_steps = 600  # Cap on each run's num_train_steps (the defaults run longer).
+  c.smoke = False  # Start from each learner's smoke_config (tiny models; for tests).
+  c.data = images.data_config()  # The data of every run (and of the raw-pixel baseline).
+  c.eval = simclr.representation_config()  # The protocol; eval.seed is set to the run's.
+  return c
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first bad field."""
+  if not config.seeds or any(not isinstance(s, int) or s < 0 for s in config.seeds):
+    raise ValueError(f'seeds={config.seeds} must be one or more integers >= 0')
+  if len(config.seeds) < 2:
+    raise ValueError(f'seeds={config.seeds}: a standard deviation needs at least 2 seeds')
+  if not config.methods:
+    raise ValueError('methods is empty')
+  for method in config.methods:
+    encoders.module_of(method)
+  if not isinstance(config.max_train_steps, int) or config.max_train_steps < 1:
+    raise ValueError(f'max_train_steps={config.max_train_steps} must be an integer >= 1')
+  images.check_config(config)
+  representation.check_config(config.eval)
+
+
+def run_config(method: str, seed: int, config: ml_collections.ConfigDict):
+  """The learner's default (or smoke) config for one comparison run."""
+  module = encoders.module_of(method)
+  c = module.smoke_config() if config.smoke else module.get_config()
+  c.seed = seed
+  c.data = ml_collections.ConfigDict(config.data.to_dict())
+  c.num_train_steps = min(c.num_train_steps, config.max_train_steps)
+  c.optim.warmup_steps = min(c.optim.warmup_steps, c.num_train_steps // 10)
+  for field in ('eval_every_steps', 'checkpoint_every_steps'):
+    c[field] = min(c[field], c.num_train_steps)
+  return c
+
+
+def _measure(embed_fn, variables, data, eval_config, seed: int) -> dict[str, float]:
+  c = ml_collections.ConfigDict(eval_config.to_dict())
+  c.seed = seed
+  out = representation.evaluate_representation(embed_fn, variables, data, c)
+  return {k: out[k] for k in METRICS}
+
+
+def _raw_pixels(variables, x):
+  del variables
+  return x.reshape(x.shape[0], -1)
+
+
+def measure_runs(config: ml_collections.ConfigDict, workdir: str) -> dict[str, list[dict]]:
+  """{row name: [metrics of each seed]}: raw pixels, then each method and its random init."""
+  data = images.load_images(config.data)
+  rows = {RAW_PIXELS: [_measure(_raw_pixels, {}, data, config.eval, s) for s in config.seeds]}
+  for method in config.methods:
+    module = encoders.module_of(method)
+    trained, random = [], []
+    for seed in config.seeds:
+      run_dir = os.path.join(workdir, method, f'seed_{seed}')
+      module.train_and_evaluate(run_config(method, seed, config), run_dir)
+      encoder = encoders.load(run_dir)
+      trained.append(_measure(encoder.embed_fn, encoder.variables, data, config.eval, seed))
+      fresh = encoders.fresh(method, encoder.config)
+      random.append(_measure(fresh.embed_fn, fresh.variables, data, config.eval, seed))
+    rows[method] = trained
+    rows[f'{method} (random init)'] = random
+  return rows
+
+
+def table(rows: dict[str, list[dict]]) -> list[dict]:
+  """One dict per row: name, then for each metric its mean and std (ddof=1) over seeds."""
+  out = []
+  for name, runs in rows.items():
+    row = {'method': name, 'seeds': len(runs)}
+    for m in METRICS:
+      values = np.array([r[m] for r in runs])
+      row[f'{m}_mean'], row[f'{m}_std'] = float(values.mean()), float(values.std(ddof=1))
+    out.append(row)
+  return out
+
+
+def markdown(summary_rows: list[dict]) -> str:
+  """The table as GitHub Markdown, mean +- std."""
+  lines = ['| method | ' + ' | '.join(METRICS) + ' |', '| --- |' + ' --- |' * len(METRICS)]
+  for row in summary_rows:
+    cells = [f"{row[f'{m}_mean']:.4f} +- {row[f'{m}_std']:.4f}" for m in METRICS]
+    lines.append(f"| {row['method']} | " + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs (or reuses) every training run and writes the tables.
+
+  Returns:
+    The summary written to ``WORKDIR/summary.json``: ``eval/<row>/<metric>`` means.
+
+  Raises:
+    ValueError: a bad config field, or as the experiments it runs.
+  """
+  t_start = time.time()
+  validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  rows = measure_runs(config, workdir)
+  summary_rows = table(rows)
+  text = markdown(summary_rows)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'results.md'), 'w', encoding='utf-8') as f:
+      f.write(text)
+    with open(os.path.join(workdir, 'results.csv'), 'w', newline='', encoding='utf-8') as f:
+      writer = csv.DictWriter(f, fieldnames=list(summary_rows[0]))
+      writer.writeheader()
+      writer.writerows(summary_rows)
+    writers.write_json(os.path.join(workdir, 'results.json'),
+                       {'seeds': list(config.seeds), 'runs': rows})
+  print(text)
+  summary = {f'eval/{r["method"]}/{m}': r[f'{m}_mean'] for r in summary_rows for m in METRICS}
+  summary.update(experiment=EXPERIMENT, config=json.loads(json.dumps(config.to_dict())),
+                 wall_time_s=time.time() - t_start)
+  writers.write_json(os.path.join(workdir, 'summary.json'), summary)
+  return summary
+
+
+if __name__ == '__main__':
+  cli.run(get_config, train_and_evaluate)

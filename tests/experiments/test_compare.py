@@ -1,0 +1,64 @@
+"""The comparison table: its arithmetic by hand, and a tiny end-to-end run that reuses its
+finished runs."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments import compare
+from tests.experiments.helpers import smoke
+
+
+def test_table_is_mean_and_sample_std_over_seeds():
+  rows = {'a': [{'linear_probe_accuracy': 0.5, 'knn_accuracy': 1.0, 'kmeans_ari': 0.1},
+                {'linear_probe_accuracy': 0.7, 'knn_accuracy': 1.0, 'kmeans_ari': 0.4}]}
+  (row,) = compare.table(rows)
+  # mean 0.6; std with ddof=1: sqrt(((0.5 - 0.6)^2 + (0.7 - 0.6)^2) / 1) = 0.141421
+  assert row['linear_probe_accuracy_mean'] == pytest.approx(0.6)
+  assert row['linear_probe_accuracy_std'] == pytest.approx(0.1414213562)
+  assert row['knn_accuracy_std'] == 0.0
+  assert row['kmeans_ari_std'] == pytest.approx(0.2121320344)
+  assert compare.markdown([row]).splitlines()[2] == (
+      '| a | 0.6000 +- 0.1414 | 1.0000 +- 0.0000 | 0.2500 +- 0.2121 |')
+
+
+def test_tiny_comparison_writes_tables_and_reuses_its_runs(cache_dir, tmp_path):
+  config = compare.get_config()
+  config.smoke = True
+  config.methods = ('autoencoder',)
+  config.seeds = (0, 1)
+  config.max_train_steps = 4
+  config.data.cache_dir = cache_dir
+  config.eval = smoke(compare.simclr, cache_dir).eval
+  workdir = str(tmp_path)
+  summary = compare.train_and_evaluate(config, workdir)
+  names = ['raw pixels', 'autoencoder', 'autoencoder (random init)']
+  lines = open(os.path.join(workdir, 'results.md'), encoding='utf-8').read().splitlines()
+  assert [line.split(' | ')[0][2:] for line in lines[2:]] == names
+  runs = json.load(open(os.path.join(workdir, 'results.json'), encoding='utf-8'))['runs']
+  for name in names:  # the summary's means are those of the per-seed metrics
+    for metric in compare.METRICS:
+      assert summary[f'eval/{name}/{metric}'] == pytest.approx(
+          np.mean([r[metric] for r in runs[name]]))
+  run_summary = json.load(open(os.path.join(workdir, 'autoencoder', 'seed_1', 'summary.json')))
+  assert run_summary['step'] == 4 and run_summary['seed'] == 1
+  again = compare.train_and_evaluate(config, workdir)  # finished runs: nothing retrains
+  run_summary = json.load(open(os.path.join(workdir, 'autoencoder', 'seed_1', 'summary.json')))
+  assert run_summary['restored_from_step'] == 4
+  assert {k: v for k, v in again.items() if k.startswith('eval/')} == {
+      k: v for k, v in summary.items() if k.startswith('eval/')}
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('seeds', (0,), 'at least 2 seeds'), ('methods', ('dcgan',), "'dcgan' is not an image"),
+    ('max_train_steps', 0, 'max_train_steps'), ('eval.knn_k', 0, 'eval.knn_k')])
+def test_bad_config_values_are_named(field, value, message, tmp_path):
+  config = compare.get_config()
+  if '.' in field:
+    config.eval[field.split('.')[1]] = value
+  else:
+    config[field] = value
+  with pytest.raises(ValueError, match=message):
+    compare.train_and_evaluate(config, str(tmp_path))
