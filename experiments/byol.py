@@ -63,6 +63,9 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   if len(sizes) != 2 or min(sizes) < 1:
     raise ValueError(f'model.predictor_dims={sizes} must be positive (hidden, out)')
   config_checks.in_unit_interval(config, 'method.tau0')
+  if config.method.tau0 >= 1:
+    raise ValueError(f'method.tau0={config.method.tau0} must be < 1: at 1 the target network '
+                     'never moves')
 
 
 def target_network(graphdef, state):

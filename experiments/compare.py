@@ -52,15 +52,21 @@ def get_config() -> ml_collections.ConfigDict:
   return c
 
 
+def _methods(config) -> tuple[str, ...]:
+  """``config.methods`` as names; ``--config.methods=simclr,byol`` arrives as one string."""
+  names = [config.methods] if isinstance(config.methods, str) else list(config.methods)
+  return tuple(n.strip() for name in names for n in name.split(',') if n.strip())
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first bad field."""
   if not config.seeds or any(not isinstance(s, int) or s < 0 for s in config.seeds):
     raise ValueError(f'seeds={config.seeds} must be one or more integers >= 0')
   if len(config.seeds) < 2:
     raise ValueError(f'seeds={config.seeds}: a standard deviation needs at least 2 seeds')
-  if not config.methods:
+  if not _methods(config):
     raise ValueError('methods is empty')
-  for method in config.methods:
+  for method in _methods(config):
     encoders.module_of(method)
   if not isinstance(config.max_train_steps, int) or config.max_train_steps < 1:
     raise ValueError(f'max_train_steps={config.max_train_steps} must be an integer >= 1')
@@ -97,7 +103,7 @@ def measure_runs(config: ml_collections.ConfigDict, workdir: str) -> dict[str, l
   """{row name: [metrics of each seed]}: raw pixels, then each method and its random init."""
   data = images.load_images(config.data)
   rows = {RAW_PIXELS: [_measure(_raw_pixels, {}, data, config.eval, s) for s in config.seeds]}
-  for method in config.methods:
+  for method in _methods(config):
     module = encoders.module_of(method)
     trained, random = [], []
     for seed in config.seeds:

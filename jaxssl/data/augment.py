@@ -465,8 +465,8 @@ def check_config(config: ml_collections.ConfigDict, prefix: str = 'augment') -> 
     if not _is_number(get(field)) or not 0 <= config[field] <= 1:
       fail(field, 'a probability in [0, 1]')
   for field in ('brightness', 'contrast', 'saturation', 'noise_std'):
-    if not _is_number(get(field)) or not config[field] >= 0:
-      fail(field, 'a number >= 0')
+    if not _is_number(get(field)) or not 0 <= config[field] < math.inf:
+      fail(field, 'a finite number >= 0')
 
 
 def blur_kernel_size(height: int, width: int) -> int:

@@ -24,6 +24,14 @@ def test_table_is_mean_and_sample_std_over_seeds():
       '| a | 0.6000 +- 0.1414 | 1.0000 +- 0.0000 | 0.2500 +- 0.2121 |')
 
 
+def test_methods_from_the_command_line_may_be_one_comma_separated_string():
+  config = compare.get_config()
+  config.methods = ('autoencoder, simclr',)  # --config.methods=autoencoder,simclr
+  assert compare._methods(config) == ('autoencoder', 'simclr')  # pylint: disable=protected-access
+  config.methods = ('vae', 'byol')
+  assert compare._methods(config) == ('vae', 'byol')  # pylint: disable=protected-access
+
+
 def test_tiny_comparison_writes_tables_and_reuses_its_runs(cache_dir, tmp_path):
   config = compare.get_config()
   config.smoke = True

@@ -111,6 +111,7 @@ BAD = [
     ('method.temperature', 0.0, 'method.temperature'),
     ('method.augment.crop_scale', (0.0, 1.0), 'method.augment.crop_scale'),
     ('method.augment.jitter_prob', 1.5, 'method.augment.jitter_prob'),
+    ('method.augment.brightness', float('inf'), 'method.augment.brightness'),
     ('model.widths', (8, 0), 'model.widths'),
     ('model.projector_dims', (16,), 'model.projector_dims'),
     ('optim.grad_accum_steps', 2, 'optim.grad_accum_steps'),
@@ -127,7 +128,8 @@ def test_bad_simclr_config_values_are_named(field, value, message, tmp_path):
   assert not os.path.exists(tmp_path / 'cache')  # refused before any data was read
 
 
-@pytest.mark.parametrize('field,value', [('method.tau0', 1.5), ('model.predictor_dims', (0, 8))])
+@pytest.mark.parametrize('field,value', [('method.tau0', 1.5), ('method.tau0', 1.0),
+                                         ('model.predictor_dims', (0, 8))])
 def test_bad_byol_config_values_are_named(field, value, tmp_path):
   config = smoke(byol, str(tmp_path / 'cache'), **{field: value})
   with pytest.raises(ValueError, match=field):
