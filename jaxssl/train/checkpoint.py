@@ -20,8 +20,23 @@ def make_manager(workdir: str, *, max_to_keep: int = 3,
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
                                          enable_async_checkpointing=enable_async,
                                          cleanup_tmp_directories=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
-                               options=options, item_names=('state', 'meta'))
+  manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
+                                  options=options, item_names=('state', 'meta'))
+  _await_tmp_cleanup(manager)
+  return manager
+
+
+def _await_tmp_cleanup(manager: ocp.CheckpointManager) -> None:
+  """Waits for the manager's start-up sweep of ``*.orbax-checkpoint-tmp`` folders.
+
+  Orbax 0.12 runs that sweep on a background thread and ``close()`` does not wait for it;
+  a process that exits soon after (an input error right after opening the workdir) then
+  prints a "cannot schedule new futures after interpreter shutdown" traceback from it.
+  The sweep only lists one folder, so waiting costs nothing.
+  """
+  wait = getattr(manager, '_maybe_await_cleanup_tmp_directory', None)
+  if wait is not None:
+    wait()
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, meta: dict) -> None:
