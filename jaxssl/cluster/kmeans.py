@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
+from sklearn.exceptions import ConvergenceWarning
 
 from jaxssl.parallel import sharding
 
@@ -870,6 +871,10 @@ class KMeans(_Centres):
   def fit(self, x) -> KMeans:
     """Clusters x [N, D] (any real dtype; computed in float32).
 
+    Warns:
+      sklearn.exceptions.ConvergenceWarning: fewer than ``n_clusters`` clusters hold points
+        (fewer distinct rows than clusters), as scikit-learn warns.
+
     Raises:
       ValueError: bad data (`check_data`: not 2-D, empty, NaN/inf), n_clusters not in
         [1, N], n_init or max_iter < 1, tol < 0, an unknown init or a wrong-shaped array.
@@ -890,7 +895,18 @@ class KMeans(_Centres):
     self.inertia_ = float(result.inertia)
     self.n_iter_ = int(result.n_iter)
     self.n_features_in_ = x.shape[1]
+    _warn_if_clusters_collapsed(self.labels_, self.n_clusters)
     return self
+
+
+def _warn_if_clusters_collapsed(labels: np.ndarray, n_clusters: int) -> None:
+  """Warns, as scikit-learn does, when fewer than K clusters got points (x has fewer than K
+  distinct rows, so some centres are duplicates)."""
+  distinct = len(np.unique(labels))
+  if distinct < n_clusters:
+    warnings.warn(f'only {distinct} distinct clusters found for n_clusters={n_clusters}: '
+                  'x has fewer distinct points than clusters, so some centres coincide',
+                  ConvergenceWarning, stacklevel=3)
 
 
 class MiniBatchKMeans(_Centres):

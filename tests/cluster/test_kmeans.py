@@ -13,6 +13,7 @@ import threadpoolctl
 from sklearn import cluster as sk_cluster
 from sklearn import datasets
 from sklearn import preprocessing
+from sklearn.exceptions import ConvergenceWarning
 
 from jaxssl.cluster import kmeans
 
@@ -93,11 +94,15 @@ def test_as_many_clusters_as_distinct_points_gives_zero_inertia(init):
     np.testing.assert_array_equal(model.labels_, model.predict(x))
 
 
-def test_more_clusters_than_distinct_points_never_gives_nan():
+def test_more_clusters_than_distinct_points_warns_as_sklearn_and_never_gives_nan():
   x = np.array([[1.0, 1.0]] * 6 + [[2.0, 2.0]] * 2)
   for init in kmeans.INITS:
-    model = kmeans.KMeans(4, init=init, algorithm='lloyd').fit(x)
+    with pytest.warns(ConvergenceWarning, match='only 2 distinct clusters found for n_clusters=4'):
+      model = kmeans.KMeans(4, init=init, algorithm='lloyd').fit(x)
     assert np.isfinite(model.cluster_centers_).all() and model.inertia_ == 0.0
+  with threadpoolctl.threadpool_limits(1), pytest.warns(ConvergenceWarning,
+                                                        match=r'distinct clusters \(2\)'):
+    sk_cluster.KMeans(4, n_init=1, random_state=0).fit(x)  # the reference warns alike
 
 
 def test_tolerance_is_sklearns_mean_variance_times_tol(digits):
