@@ -6,8 +6,9 @@ r"""Every image representation learner, measured with one downstream protocol ov
 
 For each method in ``methods`` (autoencoder, vae, simclr, byol) and each seed, the
 experiment's default config with that seed (its run length capped at ``max_train_steps``)
-trains in ``WORKDIR/<method>/seed_<seed>``, or is reused if that run already finished (an
-interrupted one resumes). Its frozen encoder (``experiments.encoders``) and the same encoder
+trains in ``WORKDIR/<method>/steps_<num_train_steps>/seed_<seed>``, or is reused if that
+run already finished (an interrupted one resumes; another ``max_train_steps`` trains new
+runs beside the old ones). Its frozen encoder (``experiments.encoders``) and the same encoder
 at its random initialisation are then measured by ``jaxssl.eval.representation`` with the
 ``eval`` block below (the same for every method): linear-probe accuracy, weighted-kNN
 accuracy and the adjusted Rand index of k-means on the test features. Raw pixels (the
@@ -33,7 +34,7 @@ import numpy as np
 from experiments import encoders, simclr
 from jaxssl.data import images
 from jaxssl.eval import representation
-from jaxssl.train import cli, writers
+from jaxssl.train import checkpoint, cli, writers
 
 EXPERIMENT = 'compare'
 METRICS = ('linear_probe_accuracy', 'knn_accuracy', 'kmeans_ari')
@@ -41,11 +42,11 @@ RAW_PIXELS = 'raw pixels'
 
 
 def get_config() -> ml_collections.ConfigDict:
-  """Three seeds of the four learners on the digits, each run capped at 600 steps."""
+  """Three seeds of the four learners on the digits, each run capped at 1,000 steps."""
   c = ml_collections.ConfigDict()
   c.seeds = (0, 1, 2)  # One training run (and one evaluation seed) per seed.
   c.methods = encoders.LEARNERS  # Which learners to train and measure.
-  c.max_train_steps = 600  # Cap on each run's num_train_steps (the defaults run longer).
+  c.max_train_steps = 1000  # Cap on each run's num_train_steps (SimCLR/BYOL: their default).
   c.smoke = False  # Start from each learner's smoke_config (tiny models; for tests).
   c.data = images.data_config()  # The data of every run (and of the raw-pixel baseline).
   c.eval = simclr.representation_config()  # The protocol; eval.seed is set to the run's.
@@ -88,6 +89,8 @@ def run_config(method: str, seed: int, config: ml_collections.ConfigDict):
 
 
 def _measure(embed_fn, variables, data, eval_config, seed: int) -> dict[str, float]:
+  # eval.seed = the run's seed: the trained encoder and its random init of one seed share
+  # the probe's validation split and k-means starts; over seeds those vary too.
   c = ml_collections.ConfigDict(eval_config.to_dict())
   c.seed = seed
   out = representation.evaluate_representation(embed_fn, variables, data, c)
@@ -102,13 +105,18 @@ def _raw_pixels(variables, x):
 def measure_runs(config: ml_collections.ConfigDict, workdir: str) -> dict[str, list[dict]]:
   """{row name: [metrics of each seed]}: raw pixels, then each method and its random init."""
   data = images.load_images(config.data)
+  representation.check_fits(config.eval, len(data.test['label']))
   rows = {RAW_PIXELS: [_measure(_raw_pixels, {}, data, config.eval, s) for s in config.seeds]}
   for method in _methods(config):
     module = encoders.module_of(method)
     trained, random = [], []
     for seed in config.seeds:
-      run_dir = os.path.join(workdir, method, f'seed_{seed}')
-      module.train_and_evaluate(run_config(method, seed, config), run_dir)
+      run = run_config(method, seed, config)
+      run_dir = os.path.join(workdir, method, f'steps_{run.num_train_steps}', f'seed_{seed}')
+      try:
+        module.train_and_evaluate(run, run_dir)
+      except ValueError as e:
+        raise ValueError(f'{method} run in {run_dir}: {e}') from e
       encoder = encoders.load(run_dir)
       trained.append(_measure(encoder.embed_fn, encoder.variables, data, config.eval, seed))
       fresh = encoders.fresh(method, encoder.config)
@@ -119,7 +127,16 @@ def measure_runs(config: ml_collections.ConfigDict, workdir: str) -> dict[str, l
 
 
 def table(rows: dict[str, list[dict]]) -> list[dict]:
-  """One dict per row: name, then for each metric its mean and std (ddof=1) over seeds."""
+  """Means and standard deviations over seeds.
+
+  Args:
+    rows: {row name: [one {metric: value} dict per seed]}, metrics as in ``METRICS``
+      (accuracies and ARI, unitless in [0, 1] or [-0.5, 1]).
+
+  Returns:
+    One dict per row, in order: ``method`` (the row name), ``seeds`` (count), and for each
+    metric ``<metric>_mean`` and ``<metric>_std`` (sample std, ddof=1; NaN for one seed).
+  """
   out = []
   for name, runs in rows.items():
     row = {'method': name, 'seeds': len(runs)}
@@ -131,7 +148,8 @@ def table(rows: dict[str, list[dict]]) -> list[dict]:
 
 
 def markdown(summary_rows: list[dict]) -> str:
-  """The table as GitHub Markdown, mean +- std."""
+  """The ``table`` rows as a GitHub Markdown table: one line per row, each metric as
+  ``mean +- std`` to 4 decimals, ending with a newline."""
   lines = ['| method | ' + ' | '.join(METRICS) + ' |', '| --- |' + ' --- |' * len(METRICS)]
   for row in summary_rows:
     cells = [f"{row[f'{m}_mean']:.4f} +- {row[f'{m}_std']:.4f}" for m in METRICS]
@@ -146,11 +164,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     The summary written to ``WORKDIR/summary.json``: ``eval/<row>/<metric>`` means.
 
   Raises:
-    ValueError: a bad config field, or as the experiments it runs.
+    ValueError: a bad config field, a workdir of another experiment, or as the experiments
+      it runs (naming the run's folder).
   """
   t_start = time.time()
   validate_config(config)
-  os.makedirs(workdir, exist_ok=True)
+  checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
   rows = measure_runs(config, workdir)
   summary_rows = table(rows)
   text = markdown(summary_rows)

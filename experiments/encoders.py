@@ -95,5 +95,14 @@ def load(workdir: str, mesh=None) -> Encoder:
 
 
 def image_data(encoder: Encoder) -> images.ImageData:
-  """The labelled images the encoder was trained on (its ``config.data``), both splits."""
+  """The labelled images the encoder was trained on (its ``config.data``), both splits.
+
+  Returns:
+    ``jaxssl.data.images.ImageData``: ``train`` and ``test`` as ``{'image': uint8
+    [N, H, W, C], 'label': int32 [N]}``, ``num_classes``, ``source`` and ``info``.
+
+  Raises:
+    ValueError, FileNotFoundError: the data cannot be read any more (see
+      ``images.load_images``).
+  """
   return images.load_images(encoder.config.data)

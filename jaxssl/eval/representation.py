@@ -103,6 +103,22 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'eval.probe_val_fraction={config.probe_val_fraction!r} must be in (0, 1)')
 
 
+def check_fits(config: ml_collections.ConfigDict, num_test: int) -> None:
+  """Checks the `eval_config` block against the data, before anything compiles.
+
+  Args:
+    config: an `eval_config` block.
+    num_test: examples in the test split (the rows k-means clusters).
+
+  Raises:
+    ValueError: ``eval.kmeans_n_clusters`` above ``num_test``.
+  """
+  k = config.kmeans_n_clusters
+  if k is not None and k > num_test:
+    raise ValueError(f'eval.kmeans_n_clusters={k} exceeds the {num_test} test examples that '
+                     'k-means clusters')
+
+
 # ----------------------------------------------------------------------------- checks
 
 
@@ -716,8 +732,8 @@ def evaluate_representation(embed_fn: EmbedFn, variables: Any, data,
     ``fine_tune_accuracy`` and ``fine_tune_train_loss``.
 
   Raises:
-    ValueError: a bad config field (`check_config`), data, or ``config.fine_tune`` without
-      an `NnxEmbedFn`; and as the functions it calls.
+    ValueError: a bad config field (`check_config`, `check_fits`), data, or
+      ``config.fine_tune`` without an `NnxEmbedFn`; and as the functions it calls.
   """
   check_config(config)
   if config.fine_tune and not isinstance(embed_fn, NnxEmbedFn):
@@ -725,6 +741,7 @@ def evaluate_representation(embed_fn: EmbedFn, variables: Any, data,
   num_classes = data['num_classes'] if isinstance(data, Mapping) else data.num_classes
   train_images, train_labels = _split(data, 'train')
   test_images, test_labels = _split(data, 'test')
+  check_fits(config, len(test_labels))
   train_x = extract_features(embed_fn, variables, train_images, batch_size=config.global_batch_size,
                              mesh=mesh)
   test_x = extract_features(embed_fn, variables, test_images, batch_size=config.global_batch_size,

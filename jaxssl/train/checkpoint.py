@@ -7,6 +7,7 @@ experiment's batches are a pure function of (seed, step).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -139,7 +140,8 @@ def open_workdir(workdir: str, *, experiment: str, config) -> dict:
 
   Raises:
     ValueError: checkpoints of another experiment or an incompatible config (see
-      ``config_checks.check_workdir``).
+      ``config_checks.check_workdir``), or, in a workdir without checkpoints (k-means,
+      compare), a ``summary.json`` written by another experiment or not readable.
   """
   from jaxssl.train import config_checks, writers  # pylint: disable=import-outside-toplevel
   os.makedirs(workdir, exist_ok=True)
@@ -148,8 +150,25 @@ def open_workdir(workdir: str, *, experiment: str, config) -> dict:
     meta = config_checks.check_workdir(manager, experiment, config) or {}
   finally:
     manager.close()
+  if not meta:
+    _check_summary_owner(workdir, experiment)
   writers.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
   return meta
+
+
+def _check_summary_owner(workdir: str, experiment: str) -> None:
+  """Raises ValueError if ``WORKDIR/summary.json`` names another experiment (or is not JSON)."""
+  path = os.path.join(workdir, 'summary.json')
+  if not os.path.exists(path):
+    return
+  try:
+    with open(path, encoding='utf-8') as f:
+      owner = json.load(f).get('experiment')
+  except (OSError, ValueError, AttributeError) as e:
+    raise ValueError(f'{path} is not a readable summary ({e}); use another --workdir') from e
+  if owner not in (None, experiment):
+    raise ValueError(f'workdir {workdir} holds the results of experiment {owner!r}, not '
+                     f'{experiment!r}: use another --workdir')
 
 
 def check_data(saved_meta: dict, info: dict, workdir: str) -> None:

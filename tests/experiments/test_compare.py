@@ -50,13 +50,19 @@ def test_tiny_comparison_writes_tables_and_reuses_its_runs(cache_dir, tmp_path):
     for metric in compare.METRICS:
       assert summary[f'eval/{name}/{metric}'] == pytest.approx(
           np.mean([r[metric] for r in runs[name]]))
-  run_summary = json.load(open(os.path.join(workdir, 'autoencoder', 'seed_1', 'summary.json')))
+  run_summary_path = os.path.join(workdir, 'autoencoder', 'steps_4', 'seed_1', 'summary.json')
+  run_summary = json.load(open(run_summary_path))
   assert run_summary['step'] == 4 and run_summary['seed'] == 1
   again = compare.train_and_evaluate(config, workdir)  # finished runs: nothing retrains
-  run_summary = json.load(open(os.path.join(workdir, 'autoencoder', 'seed_1', 'summary.json')))
+  run_summary = json.load(open(run_summary_path))
   assert run_summary['restored_from_step'] == 4
   assert {k: v for k, v in again.items() if k.startswith('eval/')} == {
       k: v for k, v in summary.items() if k.startswith('eval/')}
+  config.max_train_steps = 3  # another run length: new runs beside the old ones
+  compare.train_and_evaluate(config, workdir)
+  run_dir = os.path.join(workdir, 'autoencoder', 'steps_3', 'seed_1')
+  run_summary = json.load(open(os.path.join(run_dir, 'summary.json')))
+  assert run_summary['step'] == 3 and run_summary['restored_from_step'] is None
 
 
 @pytest.mark.parametrize('field, value, message', [

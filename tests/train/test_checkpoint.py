@@ -1,6 +1,11 @@
-"""Checkpoint manager start-up: the tmp-folder sweep is over before the manager is returned."""
+"""Opening workdirs: the Orbax tmp-folder sweep is over before the manager is returned, and
+a workdir of another experiment is refused."""
 
+import json
 import os
+
+import ml_collections
+import pytest
 
 from jaxssl.train import checkpoint
 
@@ -17,3 +22,14 @@ def test_stale_tmp_folder_is_gone_when_the_manager_is_returned(tmp_path):
     assert manager.all_steps() == []
   finally:
     manager.close()
+
+
+def test_workdir_with_another_experiments_results_is_refused(tmp_path):
+  config = ml_collections.ConfigDict({'seed': 0})
+  (tmp_path / 'summary.json').write_text(json.dumps({'experiment': 'kmeans'}))
+  with pytest.raises(ValueError, match="holds the results of experiment 'kmeans', not 'simclr'"):
+    checkpoint.open_workdir(str(tmp_path), experiment='simclr', config=config)
+  assert checkpoint.open_workdir(str(tmp_path), experiment='kmeans', config=config) == {}
+  (tmp_path / 'summary.json').write_text('{"experiment": ')
+  with pytest.raises(ValueError, match='summary.json is not a readable summary'):
+    checkpoint.open_workdir(str(tmp_path), experiment='kmeans', config=config)
