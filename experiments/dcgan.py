@@ -438,17 +438,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                               scale=config.eval.png_scale)
     return dict(sample_metrics(samples, reference, config), **fixed)
 
-  meta = {'experiment': EXPERIMENT, 'config': config.to_dict(),
-          'data_sha256': data['info']['data/sha256']}
-  state, last_eval = loop.run_and_close(
-      state, config=config, num_train_steps=total_steps, train_step=jit_step,
-      get_batch=get_batch, writer=writer, manager=manager, meta=meta, eval_fn=run_eval,
+  return loop.run_and_summarize(
+      state, experiment=EXPERIMENT, workdir=workdir, config=config,
+      info=dict(data['info'], num_train_steps=total_steps), restored_from_step=restored_step,
+      start_time=t_start, num_train_steps=total_steps, train_step=jit_step,
+      get_batch=get_batch, writer=writer, manager=manager, eval_fn=run_eval,
       examples_per_step=config.global_batch_size, fail_at_step=fail_at_step)
-  info = dict(data['info'], num_train_steps=total_steps)
-  return writers.write_summary(workdir, experiment=EXPERIMENT, config=config, state=state,
-                               last_eval=last_eval, info=info,
-                               restored_from_step=restored_step,
-                               wall_time_s=time.time() - t_start)
 
 
 if __name__ == '__main__':

@@ -295,17 +295,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   get_batch = loop.batch_getter(data['train'], mesh, seed=config.seed,
                                 global_batch_size=config.global_batch_size)
   writer = writers.create_writer(workdir)
-  meta = {'experiment': EXPERIMENT, 'config': config.to_dict(),
-          'data_sha256': data['info']['data/sha256']}
-  state, last_eval = loop.run_and_close(
-      state, config=config, num_train_steps=config.num_train_steps, train_step=jit_step,
-      get_batch=get_batch, writer=writer, manager=manager, meta=meta,
+  return loop.run_and_summarize(
+      state, experiment=EXPERIMENT, workdir=workdir, config=config, info=data['info'],
+      restored_from_step=restored_step, start_time=t_start,
+      num_train_steps=config.num_train_steps, train_step=jit_step, get_batch=get_batch,
+      writer=writer, manager=manager,
       eval_fn=lambda s, _: evaluate(s.params, data['eval'], eval_fn, mesh, config),
       tokens_per_step=config.global_batch_size * config.data.seq_len, fail_at_step=fail_at_step)
-  return writers.write_summary(workdir, experiment=EXPERIMENT, config=config, state=state,
-                               last_eval=last_eval, info=data['info'],
-                               restored_from_step=restored_step,
-                               wall_time_s=time.time() - t_start)
 
 
 if __name__ == '__main__':

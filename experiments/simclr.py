@@ -162,13 +162,15 @@ def prepare_data(config: ml_collections.ConfigDict) -> dict:
   data facts.
 
   Raises:
-    ValueError: empty data, too few training images for one step, or fewer than 2 classes
-      (the downstream evaluation classifies).
+    ValueError: empty data, too few training images for one step, fewer than 2 classes
+      (the downstream evaluation classifies), or more ``eval.kmeans_n_clusters`` than test
+      images.
   """
   data = images.load_images(config.data)
   if data.num_classes < 2:
     raise ValueError(f'{data.source} has {data.num_classes} classes: the downstream '
                      'evaluation needs labelled images of at least 2 classes')
+  representation.check_fits(config.eval, len(data.test['label']))
   return dict(train=data.train, test=data.test, num_classes=data.num_classes,
               image_shape=tuple(data.train['image'].shape[1:]), info=dict(data.info),
               num_train_steps=loop.steps_for_epochs(config, len(data.train['image']),
@@ -255,16 +257,9 @@ def train_step(state, batch, rng, *, graphdef, tx, config, total_steps):
 def create_train_state(config, mesh, data):
   """(graphdef, tx, state, shardings): a fresh state built directly on the mesh."""
   tx = optim.make_optimizer(config.optim, data['num_train_steps'])
-  graphdef = state_lib.split_model_with_stats(
-      nnx.eval_shape(lambda: make_network(config, data['image_shape'], nnx.Rngs(0))))[0]
-
-  def init(key):
-    net = make_network(config, data['image_shape'], nnx.Rngs(params=key))
-    _, params, stats = state_lib.split_model_with_stats(net)
-    return state_lib.create(params, tx, extra={'batch_stats': stats})
-
-  state, shardings = state_lib.jit_init(init, mesh,
-                                        jax.random.fold_in(jax.random.key(config.seed), 0))
+  graphdef, state, shardings = state_lib.init_on_mesh(
+      lambda rngs: make_network(config, data['image_shape'], rngs), tx, mesh,
+      jax.random.fold_in(jax.random.key(config.seed), 0), batch_stats=True)
   return graphdef, tx, state, shardings
 
 
@@ -280,8 +275,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, experiment: str,
   """``train_and_evaluate`` of SimCLR or BYOL, given their ``validate_config``,
   ``create_train_state``, ``make_train_step`` and ``embed_fn``.
 
-  The random-initialisation baseline is measured on the fresh state before any checkpoint
-  is restored, so a resumed run reports the same ``eval/random_encoder_*``.
+  The random-initialisation baseline is measured once, on the fresh state of the first
+  start, and kept in the checkpoints' meta, so a resumed run reports the same
+  ``eval/random_encoder_*`` without measuring it again.
   """
   t_start = time.time()
   mesh = mesh_lib.make_mesh(config.mesh)
@@ -293,7 +289,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, experiment: str,
 
   graphdef, tx, state, shardings = create_state(config, mesh, data)
   embed = encoder(graphdef, config)
-  random_encoder = downstream(embed, state, data, mesh, config, prefix='random_encoder_')
+  random_encoder = saved_meta.get('random_encoder') or downstream(
+      embed, state, data, mesh, config, prefix='random_encoder_')
   manager, state, restored_step = checkpoint.restore_or_keep(
       workdir, state, shardings, max_to_keep=config.max_checkpoints_to_keep)
   jit_step = sharding.jit_train_step(make_step(config, graphdef, tx, data),
@@ -306,17 +303,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, experiment: str,
     del step
     return dict(downstream(embed, state, data, mesh, config), **random_encoder)
 
-  meta = {'experiment': experiment, 'config': config.to_dict(),
-          'data_sha256': data['info']['data/sha256']}
-  state, last_eval = loop.run_and_close(
-      state, config=config, num_train_steps=total_steps, train_step=jit_step,
-      get_batch=get_batch, writer=writer, manager=manager, meta=meta, eval_fn=run_eval,
-      examples_per_step=config.global_batch_size, fail_at_step=fail_at_step)
-  info = dict(data['info'], num_train_steps=total_steps)
-  return writers.write_summary(workdir, experiment=experiment, config=config,
-                               state=state, last_eval=last_eval, info=info,
-                               restored_from_step=restored_step,
-                               wall_time_s=time.time() - t_start)
+  return loop.run_and_summarize(
+      state, experiment=experiment, workdir=workdir, config=config,
+      info=dict(data['info'], num_train_steps=total_steps), restored_from_step=restored_step,
+      start_time=t_start, extra_meta={'random_encoder': random_encoder},
+      num_train_steps=total_steps, train_step=jit_step, get_batch=get_batch, writer=writer,
+      manager=manager, eval_fn=run_eval, examples_per_step=config.global_batch_size,
+      fail_at_step=fail_at_step)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,

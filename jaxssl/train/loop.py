@@ -18,7 +18,7 @@ from clu import metric_writers, periodic_actions
 
 from jaxssl.data import pipeline
 from jaxssl.parallel import sharding
-from jaxssl.train import checkpoint
+from jaxssl.train import checkpoint, writers
 
 
 class SimulatedFault(RuntimeError):
@@ -245,3 +245,36 @@ def run_and_close(state, *, config, num_train_steps: int, train_step: Callable,
     manager.close()
     writer.close()
   return state, last_eval
+
+
+def run_and_summarize(state, *, experiment: str, workdir: str, config, info: dict,
+                      restored_from_step: int | None, start_time: float,
+                      extra_meta: dict | None = None, **run_kwargs) -> dict:
+  """The end of every ``train_and_evaluate``: ``run_and_close``, then ``summary.json``.
+
+  Every checkpoint's JSON meta holds the experiment name, the resolved config and the data's
+  sha256 (``info['data/sha256']``), which ``checkpoint.open_workdir``/``check_data`` compare
+  on resume, plus ``extra_meta``.
+
+  Args:
+    experiment: the experiment's name.
+    workdir: the run's output folder.
+    config: the experiment config (see ``run_and_close``).
+    info: data facts for the summary; must hold ``data/sha256``.
+    restored_from_step: the step the run resumed from, or None.
+    start_time: ``time.time()`` when the run started; the summary's ``wall_time_s`` is
+      measured from it (seconds).
+    extra_meta: more JSON-serialisable entries for the checkpoints' meta.
+    **run_kwargs: ``num_train_steps``, ``train_step``, ``get_batch``, ``writer``,
+      ``manager``, ``eval_fn`` and optional arguments of ``run_and_close``.
+
+  Returns:
+    The summary dict (see ``writers.write_summary``).
+  """
+  meta = {'experiment': experiment, 'config': config.to_dict(),
+          'data_sha256': info['data/sha256'], **(extra_meta or {})}
+  state, last_eval = run_and_close(state, config=config, meta=meta, **run_kwargs)
+  return writers.write_summary(workdir, experiment=experiment, config=config, state=state,
+                               last_eval=last_eval, info=info,
+                               restored_from_step=restored_from_step,
+                               wall_time_s=time.time() - start_time)

@@ -105,22 +105,27 @@ def jit_init(init: Callable[[jax.Array], TrainState], mesh, rng: jax.Array):
 
 
 def init_on_mesh(make_model: Callable[[nnx.Rngs], nnx.Module], tx: optax.GradientTransformation,
-                 mesh, rng: jax.Array):
+                 mesh, rng: jax.Array, *, batch_stats: bool = False):
   """Builds a fresh TrainState directly on the mesh (never whole on one device).
 
   Args:
-    make_model: ``rngs -> nnx.Module`` (parameters only; see ``split_model``).
+    make_model: ``rngs -> nnx.Module``: parameters only (see ``split_model``), or with
+      BatchNorm statistics when ``batch_stats`` (see ``split_model_with_stats``).
     tx: the optimizer.
     mesh: ``jax.sharding.Mesh`` with the ``parallel.mesh`` axes.
     rng: parameter-init key.
+    batch_stats: keep the model's ``nnx.BatchStat`` variables in
+      ``state.extra['batch_stats']``.
 
   Returns:
     (graphdef, state, shardings): the model structure, the state, and the state's
     NamedShardings (see ``jit_init``).
   """
-  graphdef, _ = split_model(nnx.eval_shape(lambda: make_model(nnx.Rngs(0))))
+  split = split_model_with_stats if batch_stats else split_model
+  graphdef = split(nnx.eval_shape(lambda: make_model(nnx.Rngs(0))))[0]
 
   def init(key):
-    return create(split_model(make_model(nnx.Rngs(params=key)))[1], tx)
+    parts = split(make_model(nnx.Rngs(params=key)))
+    return create(parts[1], tx, extra={'batch_stats': parts[2]} if batch_stats else None)
 
   return (graphdef,) + jit_init(init, mesh, rng)

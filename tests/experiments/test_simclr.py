@@ -135,3 +135,11 @@ def test_bad_byol_config_values_are_named(field, value, tmp_path):
   with pytest.raises(ValueError, match=field):
     byol.train_and_evaluate(config, str(tmp_path / 'w'))
 
+
+
+def test_more_clusters_than_test_images_refused_before_training(cache_dir, tmp_path,
+                                                                 monkeypatch):
+  config = smoke(simclr, cache_dir, **{'eval.kmeans_n_clusters': 100_000})
+  monkeypatch.setattr(simclr, 'create_train_state', None)  # must not be reached
+  with pytest.raises(ValueError, match=r'eval.kmeans_n_clusters=100000 exceeds the \d+ test'):
+    simclr.train_and_evaluate(config, str(tmp_path / 'w'))
