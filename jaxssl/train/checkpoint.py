@@ -125,7 +125,8 @@ def latest_meta(manager: ocp.CheckpointManager) -> tuple[int | None, dict | None
 
 
 def open_workdir(workdir: str, *, experiment: str, config) -> dict:
-  """Creates ``workdir``, refuses a foreign one, and records the resolved config.
+  """Creates ``workdir``, refuses a foreign one, and records the resolved config and this
+  start (versions, git commit, devices: ``provenance.append_run_record``).
 
   The checkpoints' meta is read with a manager that is closed again, so nothing is left
   running if loading the data fails next.
@@ -143,7 +144,8 @@ def open_workdir(workdir: str, *, experiment: str, config) -> dict:
       ``config_checks.check_workdir``), or, in a workdir without checkpoints (k-means,
       compare), a ``summary.json`` written by another experiment or not readable.
   """
-  from jaxssl.train import config_checks, writers  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from jaxssl.train import config_checks, provenance, writers
   os.makedirs(workdir, exist_ok=True)
   manager = make_manager(workdir, enable_async=False)
   try:
@@ -153,6 +155,8 @@ def open_workdir(workdir: str, *, experiment: str, config) -> dict:
   if not meta:
     _check_summary_owner(workdir, experiment)
   writers.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+  provenance.append_run_record(workdir, provenance.run_record(
+      experiment=experiment, seed=config.get('seed')))
   return meta
 
 

@@ -16,7 +16,7 @@ def create_writer(workdir: str) -> metric_writers.MetricWriter:
   return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
 
 
-def write_json(path: str, obj: dict) -> None:
+def write_json(path: str, obj: dict | list) -> None:
   """Writes ``obj`` as indented JSON atomically (tmp + rename); only process 0 writes."""
   if jax.process_index() != 0:
     return
