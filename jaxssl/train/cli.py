@@ -15,7 +15,10 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxssl.parallel import mesh as mesh_lib
-from jaxssl.train import checkpoint
+from jaxssl.train import checkpoint, loop
+
+
+PREEMPTED_EXIT_STATUS = 143  # 128 + SIGTERM
 
 
 def run(get_config: Callable[[], ml_collections.ConfigDict],
@@ -24,7 +27,9 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
 
   ``--config.<field>=<value>`` overrides ``get_config()``; a misspelt field, a bad config
   value, missing or bad data, a foreign workdir, unreadable checkpoints and a diverged run
-  (non-finite metrics) each exit with one line ``error: ...`` and status 1.
+  (non-finite metrics) each exit with one line ``error: ...`` and status 1. SIGTERM
+  (preemption) checkpoints the current step and exits with status 143 (128 + SIGTERM, so a
+  scheduler that restarts failed jobs restarts it) and one line saying so.
   """
   try:  # overrides are applied here, as the flag is defined, so a misspelt field fails here
     config = config_flags.DEFINE_config_dict('config', get_config(), lock_config=True)
@@ -49,6 +54,9 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
     except (ValueError, FileNotFoundError, FloatingPointError,
             checkpoint.NoReadableCheckpoint) as e:  # bad config, data, workdir, divergence
       sys.exit(f'error: {e}')
+    except loop.Preempted as e:
+      print(e, file=sys.stderr)
+      sys.exit(PREEMPTED_EXIT_STATUS)
     logging.info('summary: %s', {k: v for k, v in summary.items() if k.startswith('eval/')})
 
   try:

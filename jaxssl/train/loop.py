@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
+import threading
 import time
 from typing import Any, Callable
 
@@ -23,6 +25,45 @@ from jaxssl.train import checkpoint, writers
 
 class SimulatedFault(RuntimeError):
   """Raised by the loop's ``fail_at_step`` hook (tests of interruption and resume)."""
+
+
+class Preempted(Exception):
+  """SIGTERM (preemption) arrived: a checkpoint of ``step`` was saved and the run stopped.
+
+  Running the same command again resumes from that checkpoint.
+  """
+
+  def __init__(self, step: int):
+    super().__init__(f'preempted (SIGTERM) at step {step}: its checkpoint is saved; run '
+                     'the same command again to resume')
+    self.step = step
+
+
+class _Preemption:
+  """Notices SIGTERM while installed (``with``): one process flags it locally; several
+  processes use JAX's preemption sync point, so all of them stop at the same step."""
+
+  def __init__(self, manager):
+    self.manager, self.requested, self._previous = manager, False, None
+
+  def __enter__(self):
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning('SIGTERM received: checkpointing after this step, then stopping')
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+  def due(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      return self.manager.reached_preemption(step)
+    return self.requested
 
 
 @dataclasses.dataclass
@@ -87,7 +128,19 @@ def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: ja
   Raises:
     FloatingPointError: a non-finite train metric, naming the step. Metrics are checked at
       every log point and before every checkpoint, so no checkpoint holds a diverged state.
+    Preempted: SIGTERM arrived; the step it arrived in was finished and checkpointed (the
+      save is complete when this is raised).
   """
+  with _Preemption(manager) as preemption:
+    return _run(state, train_step=train_step, get_batch=get_batch, rng=rng, cadence=cadence,
+                writer=writer, manager=manager, meta=meta, eval_fn=eval_fn,
+                tokens_per_step=tokens_per_step, examples_per_step=examples_per_step,
+                fail_at_step=fail_at_step, preemption=preemption)
+
+
+def _run(state, *, train_step, get_batch, rng, cadence, writer, manager, meta, eval_fn,
+         tokens_per_step, examples_per_step, fail_at_step, preemption):
+  """The body of ``run``."""
   first = int(jax.device_get(state.step))
   report = periodic_actions.ReportProgress(num_train_steps=cadence.num_train_steps,
                                            writer=writer, every_secs=30)
@@ -98,7 +151,8 @@ def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: ja
     done = step + 1
     pending.append((done, metrics))
     report(done)
-    checkpoint_due = cadence.due(cadence.checkpoint_every_steps, done)
+    preempted = preemption.due(done) and done < cadence.num_train_steps
+    checkpoint_due = preempted or cadence.due(cadence.checkpoint_every_steps, done)
     if pending and (cadence.due(cadence.log_every_steps, done) or checkpoint_due):
       now = time.perf_counter()
       _flush(pending, writer, elapsed_s=now - t_log, tokens_per_step=tokens_per_step,
@@ -111,6 +165,10 @@ def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: ja
       t_log = time.perf_counter()
     if checkpoint_due:
       checkpoint.save(manager, done, state, meta)
+    if preempted:
+      writer.flush()
+      manager.wait_until_finished()
+      raise Preempted(done)
     if fail_at_step is not None and done == fail_at_step:
       raise SimulatedFault(f'simulated fault after step {done}')
   writer.flush()

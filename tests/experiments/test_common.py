@@ -1,13 +1,15 @@
 """What every experiment promises, run on each one's smoke config.
 
-Outputs, same seed -> same metrics, resume after a fault -> the same parameters, refusals of
-foreign workdirs; for the language models also the tokenizer and edited-corpus rules.
+Outputs, same seed -> same metrics, resume after a fault or a SIGTERM (preemption) -> the
+same parameters, refusals of foreign workdirs; for the language models also the tokenizer
+and edited-corpus rules.
 Experiment-specific values live in test_<name>.py.
 """
 
 import glob
 import json
 import os
+import signal
 
 import jax
 import numpy as np
@@ -74,6 +76,33 @@ def test_interrupted_run_resumes_to_the_same_result(reference_run, cache_dir, tm
   # Step 4 is past the step-3 checkpoint: the resumed run replays step 4 from step 3.
   resumed = module.train_and_evaluate(smoke(module, cache_dir), workdir)
   assert resumed['restored_from_step'] == 3
+  assert evals(resumed) == evals(reference)
+  jax.tree.map(np.testing.assert_array_equal, _params(workdir, 6), _params(ref_dir, 6))
+
+
+def test_sigterm_checkpoints_the_step_and_the_rerun_matches(reference_run, cache_dir, tmp_path,
+                                                           monkeypatch):
+  module, ref_dir, reference = reference_run
+  batch_getter = loop.batch_getter
+
+  def preempting_batch_getter(*args, **kwargs):  # SIGTERM to this process before step 5
+    get_batch = batch_getter(*args, **kwargs)
+
+    def get(step):
+      if step == 4:
+        os.kill(os.getpid(), signal.SIGTERM)
+      return get_batch(step)
+    return get
+
+  monkeypatch.setattr(loop, 'batch_getter', preempting_batch_getter)
+  workdir = str(tmp_path / 'w')
+  with pytest.raises(loop.Preempted, match='at step 5'):
+    module.train_and_evaluate(smoke(module, cache_dir), workdir)
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['3', '5']
+  monkeypatch.setattr(loop, 'batch_getter', batch_getter)
+  resumed = module.train_and_evaluate(smoke(module, cache_dir), workdir)
+  assert resumed['restored_from_step'] == 5
   assert evals(resumed) == evals(reference)
   jax.tree.map(np.testing.assert_array_equal, _params(workdir, 6), _params(ref_dir, 6))
 

@@ -1,7 +1,8 @@
-"""A real SIGKILL after the step-N checkpoint, then a restart: same result as no kill.
+"""A real SIGKILL after the step-N checkpoint, then a restart: same result as no kill; a
+real SIGTERM (preemption): a checkpoint of the current step, exit status 143, and a restart
+with the same result.
 
-Slow tier (``pytest -m slow``): three processes of ``python -m experiments.<name>`` for each
-language-model experiment.
+Slow tier (``pytest -m slow``): three processes of ``python -m experiments.<name>`` per case.
 """
 
 import json
@@ -72,4 +73,34 @@ def test_sigkill_after_checkpoint_then_restart_matches(module, tmp_path):
   assert restarted.wait(timeout=600) == 0, restarted.stderr.read().decode()[-3000:]
   ours, summary = _evals(workdir)
   assert summary['restored_from_step'] == N
+  assert ours == _evals(str(tmp_path / 'ref'))[0]
+
+
+def test_sigterm_saves_exits_143_and_the_restart_matches(tmp_path):
+  module = mlm_pretrain
+  cache = str(tmp_path / 'cache')
+  reference = _start(module, str(tmp_path / 'ref'), cache)
+  assert reference.wait(timeout=600) == 0, reference.stderr.read().decode()[-3000:]
+
+  workdir = str(tmp_path / 'preempted')
+  proc = _start(module, workdir, cache)
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  deadline = time.time() + 600
+  while not os.path.isdir(os.path.join(ckpt_dir, str(N))) and proc.poll() is None and \
+      time.time() < deadline:
+    time.sleep(0.01)
+  assert proc.poll() is None, 'the run ended before it could be preempted: raise N'
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=120) == 143
+  last_line = proc.stderr.read().decode().rstrip().splitlines()[-1]
+  assert last_line.startswith('preempted (SIGTERM) at step '), last_line
+  step = int(last_line.split('at step ')[1].split(':')[0])
+  assert N < step < 2 * N  # a step after the cadence checkpoint, saved on the way out
+  assert str(step) in os.listdir(ckpt_dir)
+  assert not [d for d in os.listdir(ckpt_dir) if 'tmp' in d]  # the save was complete
+
+  restarted = _start(module, workdir, cache)
+  assert restarted.wait(timeout=600) == 0, restarted.stderr.read().decode()[-3000:]
+  ours, summary = _evals(workdir)
+  assert summary['restored_from_step'] == step
   assert ours == _evals(str(tmp_path / 'ref'))[0]
