@@ -22,16 +22,13 @@ Not part of CI: the default takes about 15 minutes on 2 CPU cores.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
 
-import jax
 import ml_collections
-import numpy as np
 
-from experiments import encoders, simclr
+from experiments import encoders, simclr, tables
 from jaxssl.data import images
 from jaxssl.eval import representation
 from jaxssl.train import checkpoint, cli, writers
@@ -127,7 +124,7 @@ def measure_runs(config: ml_collections.ConfigDict, workdir: str) -> dict[str, l
 
 
 def table(rows: dict[str, list[dict]]) -> list[dict]:
-  """Means and standard deviations over seeds.
+  """Means and standard deviations over seeds (``tables.summarize``).
 
   Args:
     rows: {row name: [one {metric: value} dict per seed]}, metrics as in ``METRICS``
@@ -137,24 +134,13 @@ def table(rows: dict[str, list[dict]]) -> list[dict]:
     One dict per row, in order: ``method`` (the row name), ``seeds`` (count), and for each
     metric ``<metric>_mean`` and ``<metric>_std`` (sample std, ddof=1; NaN for one seed).
   """
-  out = []
-  for name, runs in rows.items():
-    row = {'method': name, 'seeds': len(runs)}
-    for m in METRICS:
-      values = np.array([r[m] for r in runs])
-      row[f'{m}_mean'], row[f'{m}_std'] = float(values.mean()), float(values.std(ddof=1))
-    out.append(row)
-  return out
+  return tables.summarize([({'method': name}, runs) for name, runs in rows.items()], METRICS)
 
 
 def markdown(summary_rows: list[dict]) -> str:
   """The ``table`` rows as a GitHub Markdown table: one line per row, each metric as
   ``mean +- std`` to 4 decimals, ending with a newline."""
-  lines = ['| method | ' + ' | '.join(METRICS) + ' |', '| --- |' + ' --- |' * len(METRICS)]
-  for row in summary_rows:
-    cells = [f"{row[f'{m}_mean']:.4f} +- {row[f'{m}_std']:.4f}" for m in METRICS]
-    lines.append(f"| {row['method']} | " + ' | '.join(cells) + ' |')
-  return '\n'.join(lines) + '\n'
+  return tables.markdown(summary_rows, ('method',), METRICS)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -172,16 +158,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
   rows = measure_runs(config, workdir)
   summary_rows = table(rows)
-  text = markdown(summary_rows)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'results.md'), 'w', encoding='utf-8') as f:
-      f.write(text)
-    with open(os.path.join(workdir, 'results.csv'), 'w', newline='', encoding='utf-8') as f:
-      writer = csv.DictWriter(f, fieldnames=list(summary_rows[0]))
-      writer.writeheader()
-      writer.writerows(summary_rows)
-    writers.write_json(os.path.join(workdir, 'results.json'),
-                       {'seeds': list(config.seeds), 'runs': rows})
+  text = tables.write_results(workdir, summary_rows, ('method',), METRICS)
+  writers.write_json(os.path.join(workdir, 'results.json'),
+                     {'seeds': list(config.seeds), 'runs': rows})
   print(text)
   summary = {f'eval/{r["method"]}/{m}': r[f'{m}_mean'] for r in summary_rows for m in METRICS}
   summary.update(experiment=EXPERIMENT, config=json.loads(json.dumps(config.to_dict())),

@@ -1,0 +1,470 @@
+r"""A grid of one experiment's config values over seeds, and its table of mean +- std.
+
+  python -m experiments.sweep --experiment=mlm_pretrain --workdir=runs/lr --seeds=0,1,2 \
+      --set='optim.learning_rate=1e-3,3e-4' --set=num_train_steps=200
+  python -m experiments.sweep --experiment=autoencoder --workdir=runs/ae --base=smoke \
+      --set='model.widths=(4,8),(8,16)' --set=method.noise_std=0,0.3 --print_commands
+
+``--set=FIELD=V1,V2,...`` (repeatable) gives a dotted field of the experiment's config (any
+field but ``seed``) several values: a grid axis; with one value it is a fixed override of
+every run. Values are parsed as the field's type: int, float (``1e-3``), bool (``true`` /
+``false``), str (no commas), or tuple, written in parentheses with its elements separated by
+commas: ``model.widths=(8,16)`` is one value, ``model.widths=(8,16),(16,32)`` two (commas
+inside parentheses do not separate values). ``--base=smoke`` starts from the experiment's
+``smoke_config()`` instead of ``get_config()``. A misspelt field, a value of the wrong type,
+bad seeds or a config value the experiment rejects end in one ``error:`` line before any run
+trains.
+
+Every setting (one value of each axis, in ``--set`` order) trains with each seed of
+``--seeds`` in ``WORKDIR/<setting>/seed_<seed>``, one run after the other in this process,
+through the experiment's own ``train_and_evaluate``. The setting's folder name lists its
+axis values, ``<field>=<value>`` joined by commas (tuples as ``8-16``; other characters
+outside ``[A-Za-z0-9._+-]`` become ``_``; ``base`` without axes), e.g.
+``optim.learning_rate=0.001,model.widths=8-16``. A run whose ``summary.json`` records
+exactly this run's config is finished and only read; any other run is started, and resumes
+from its checkpoints if it has some (an interrupted run, or a longer ``num_train_steps``).
+So the same command again trains nothing, and deleting a run's folder re-runs that run.
+A run that fails (a bad value, missing data, divergence) stops the sweep with one ``error:``
+line naming its folder; the finished runs stay.
+
+Writes ``WORKDIR/results.md`` and ``WORKDIR/results.csv``: one row per setting, its axis
+values, the number of seeds, and for each numeric ``eval/*`` metric of the runs' summaries
+its mean and sample std (ddof=1) over seeds (empty where a run lacks it).
+``WORKDIR/summary.json`` (experiment ``sweep``) holds the means as
+``eval/<setting>/<metric>`` and the sweep's config.
+
+``--print_commands`` prints one ``python -m experiments.<experiment> --workdir=...
+--config.<field>=<value> ...`` line per run (the seed, the base config's differences from
+``get_config()``, then the ``--set`` fields) and exits without training: for a cluster
+scheduler or TPU VMs. The same sweep command afterwards reads their summaries and writes the
+tables. Config values are then only type-checked (the experiment's checks need the target's
+device count).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import importlib
+import itertools
+import json
+import os
+import re
+import shlex
+import sys
+import time
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import ml_collections
+from absl import app, flags, logging
+
+from experiments import tables
+from jaxssl.train import checkpoint, writers
+
+EXPERIMENT = 'sweep'
+# The experiments with get_config, smoke_config and train_and_evaluate(config, workdir).
+EXPERIMENTS = ('mlm_pretrain', 'clm_pretrain', 'autoencoder', 'vae', 'dcgan', 'kmeans',
+               'simclr', 'byol')
+BASES = ('default', 'smoke')
+RUN_ERRORS = (ValueError, FileNotFoundError, FloatingPointError,
+              checkpoint.NoReadableCheckpoint)  # what a run reports as one error line
+MAX_FOLDER_CHARS = 120
+
+
+class Grid(NamedTuple):
+  """Parsed ``--set`` flags: ``fixed`` {field: value} for every run, ``axes`` {field: values}
+  whose product gives the settings; both in ``--set`` order."""
+  fixed: dict[str, Any]
+  axes: dict[str, tuple]
+
+
+class Run(NamedTuple):
+  """One training run: its setting's folder name and {axis field: value}, seed, resolved
+  config and workdir (``WORKDIR/<folder>/seed_<seed>``)."""
+  folder: str
+  setting: dict[str, Any]
+  seed: int
+  config: ml_collections.ConfigDict
+  workdir: str
+
+
+# ----------------------------------------------------------------------------- parsing
+
+def module_of(experiment: str):
+  """The experiment's module.
+
+  Raises:
+    ValueError: ``experiment`` is not one of ``EXPERIMENTS``.
+  """
+  if experiment not in EXPERIMENTS:
+    raise ValueError(f'--experiment={experiment!r} is not one of {", ".join(EXPERIMENTS)}')
+  return importlib.import_module(f'experiments.{experiment}')
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+  """``'0,1,2'`` -> (0, 1, 2); '' -> () (``plan`` checks the values).
+
+  Raises:
+    ValueError: an item that is not an integer.
+  """
+  items = [s.strip() for s in text.split(',')] if text.strip() else []
+  for s in items:
+    if not re.fullmatch(r'[+-]?\d+', s):
+      raise ValueError(f'--seeds={text}: {s!r} is not an integer')
+  return tuple(int(s) for s in items)
+
+
+def _fields(tree: dict, prefix: str = ''):
+  """(dotted field, value) of every leaf of a ``ConfigDict.to_dict()``."""
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      yield from _fields(v, f'{prefix}{k}.')
+    else:
+      yield f'{prefix}{k}', v
+
+
+def _locate(config: ml_collections.ConfigDict, field: str, experiment: str):
+  """(parent ConfigDict, last name) of a dotted field; ValueError if there is no such field."""
+  node, names = config, field.split('.')
+  for name in names:
+    if not isinstance(node, ml_collections.ConfigDict) or name not in node:
+      known = [f for f, _ in _fields(config.to_dict())]
+      close = difflib.get_close_matches(field, known, n=1)
+      hint = f'; did you mean {close[0]}?' if close else ''
+      raise ValueError(f"--set {field}: no such field in {experiment}'s config{hint}")
+    parent, node = node, node[name]
+  return parent, names[-1]
+
+
+SCALARS = (bool, int, float, str)  # the field types --set parses, and tuples of them
+
+
+def _scalar(kind: type, text: str, field: str):
+  """``text`` as a ``kind`` (one of ``SCALARS``) value of ``field``."""
+  if kind is bool:
+    if text.lower() not in ('true', 'false'):
+      raise ValueError(f'--set {field}: {text!r} is not a bool (true or false)')
+    return text.lower() == 'true'
+  try:
+    return kind(text)
+  except ValueError:
+    article = 'an' if kind is int else 'a'
+    raise ValueError(f'--set {field}: {text!r} is not {article} {kind.__name__}') from None
+
+
+def _tuple(current: tuple, text: str, field: str) -> tuple:
+  """``'(8,16)'`` -> (8, 16), elements parsed as those of ``current`` (as str if it is
+  empty or mixed)."""
+  kinds = {type(x) for x in current}
+  kind = kinds.pop() if len(kinds) == 1 and kinds <= set(SCALARS) else str
+  if not (text.startswith('(') and text.endswith(')')) or '(' in text[1:-1]:
+    raise ValueError(f'--set {field}: {text!r} is not a tuple of {kind.__name__}: write each '
+                     f'tuple in parentheses, e.g. {field}=(8,16), or {field}=(8,16),(16,32) '
+                     'for two values')
+  items = [s.strip() for s in text[1:-1].split(',')]
+  if items[-1] == '':
+    items.pop()  # '()' and a trailing comma as in '(8,)'
+  if '' in items:
+    raise ValueError(f'--set {field}: {text!r} has an empty element')
+  return tuple(_scalar(kind, s, field) for s in items)
+
+
+def parse_value(config: ml_collections.ConfigDict, field: str, text: str,
+                experiment: str = 'the experiment') -> Any:
+  """One ``--set`` value, as the type of the config field it replaces.
+
+  Args:
+    config: the base config (its fields' types decide).
+    field: a dotted field, e.g. 'optim.learning_rate'.
+    text: 'true'/'false' for bool, '1e-3' for float, '(8,16)' for a tuple.
+    experiment: named in the errors.
+
+  Returns:
+    The value (an int given to a float field becomes a float).
+
+  Raises:
+    ValueError: no such field, a group of fields, or a value that is not of the field's type.
+  """
+  parent, name = _locate(config, field, experiment)
+  kind = parent.get_type(name)
+  if kind is ml_collections.ConfigDict:
+    raise ValueError(f'--set {field}: a group of fields, not a value; set one of its fields')
+  if kind is tuple:
+    return _tuple(parent[name], text, field)
+  if kind not in SCALARS:
+    raise ValueError(f'--set {field}: fields of type {kind.__name__} cannot be set here')
+  return _scalar(kind, text, field)
+
+
+def _split_values(text: str, field: str) -> list[str]:
+  """'a,(1,2),b' -> ['a', '(1,2)', 'b']: commas inside parentheses do not split."""
+  values, depth, start = [], 0, 0
+  for i, ch in enumerate(text + ','):
+    depth += {'(': 1, ')': -1}.get(ch, 0)
+    if depth < 0:
+      break
+    if ch == ',' and depth == 0:
+      values.append(text[start:i].strip())
+      start = i + 1
+  if depth:
+    raise ValueError(f'--set {field}={text}: unbalanced parentheses')
+  if '' in values:
+    raise ValueError(f'--set {field}={text}: empty value')
+  return values
+
+
+def parse_sets(config: ml_collections.ConfigDict, sets: Sequence[str],
+               experiment: str = 'the experiment') -> Grid:
+  """The ``--set`` flags as fixed overrides and grid axes.
+
+  Args:
+    config: the base config.
+    sets: 'FIELD=VALUE' or 'FIELD=V1,V2,...' strings (see the module docstring).
+    experiment: named in the errors.
+
+  Returns:
+    The Grid.
+
+  Raises:
+    ValueError: no '=', an empty value, ``seed`` (set by --seeds), a field given twice, a
+      value listed twice, or as ``parse_value``.
+  """
+  fixed, axes = {}, {}
+  for item in sets:
+    field, eq, text = (s.strip() for s in item.partition('='))
+    if not eq or not field:
+      raise ValueError(f'--set={item}: expected FIELD=VALUE or FIELD=VALUE1,VALUE2,...')
+    if field == 'seed':
+      raise ValueError('--set seed: the seed is set by --seeds')
+    if field in fixed or field in axes:
+      raise ValueError(f'--set {field} is given twice: list its values in one --set')
+    values = tuple(parse_value(config, field, v, experiment) for v in _split_values(text, field))
+    if len(set(values)) < len(values):
+      raise ValueError(f'--set {field}={text} lists a value twice')
+    if len(values) == 1:
+      fixed[field] = values[0]
+    else:
+      axes[field] = values
+  return Grid(fixed, axes)
+
+
+# ----------------------------------------------------------------------------- runs
+
+def flag_value(value: Any) -> str:
+  """``value`` as ``--config.FIELD=`` reads it back: repr for floats and tuples, 'true'/
+  'false', str as is. Also the table's label of a grid value."""
+  if isinstance(value, bool):
+    return str(value).lower()
+  return repr(value) if isinstance(value, (float, tuple)) else str(value)
+
+
+def folder_name(setting: dict[str, Any]) -> str:
+  """A setting's folder: ``<field>=<value>`` joined by ',' ('base' for none), e.g.
+  'optim.learning_rate=0.001,model.widths=8-16'; characters outside [A-Za-z0-9._+-] of a
+  value become '_', and a name over ``MAX_FOLDER_CHARS`` is cut and ends with a hash of it."""
+  def text(v):
+    if isinstance(v, tuple):
+      return '-'.join(text(x) for x in v) if v else 'empty'
+    return re.sub(r'[^A-Za-z0-9._+-]', '_', flag_value(v))
+
+  name = ','.join(f'{field}={text(v)}' for field, v in setting.items()) or 'base'
+  if len(name) > MAX_FOLDER_CHARS:
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    name = f'{name[:MAX_FOLDER_CHARS - 13]}-{digest}'
+  return name
+
+
+def _assign(config: ml_collections.ConfigDict, field: str, value: Any) -> None:
+  *parents, name = field.split('.')
+  for p in parents:
+    config = config[p]
+  config[name] = value
+
+
+def plan(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequence[str] = (),
+         base: str = 'default') -> list[Run]:
+  """Every run of the sweep, settings in grid order (the first axis slowest), seeds inner.
+
+  Args:
+    experiment: one of ``EXPERIMENTS``.
+    workdir: the sweep's root folder (nothing is written here).
+    seeds: integers >= 0; each run's ``seed``.
+    sets: the ``--set`` strings.
+    base: 'default' (``get_config()``) or 'smoke' (``smoke_config()``).
+
+  Returns:
+    One Run per (setting, seed).
+
+  Raises:
+    ValueError: an unknown experiment or base, bad seeds, a bad ``--set``, or two settings
+      that give the same folder name.
+  """
+  module = module_of(experiment)
+  if base not in BASES:
+    raise ValueError(f'--base={base!r} is not one of {", ".join(BASES)}')
+  if not seeds:
+    raise ValueError('no seeds, so the sweep has no runs: give integers >= 0, e.g. '
+                     '--seeds=0,1,2')
+  for i, s in enumerate(seeds):
+    if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+      raise ValueError(f'--seeds: {s!r} is not an integer >= 0')
+    if s in seeds[:i]:
+      raise ValueError(f'--seeds: {s} is listed twice')
+  config = module.smoke_config() if base == 'smoke' else module.get_config()
+  grid = parse_sets(config, sets, experiment)
+  runs, folders = [], {}
+  for values in itertools.product(*grid.axes.values()):
+    setting = dict(zip(grid.axes, values))
+    folder = folder_name(setting)
+    if folder in folders:
+      raise ValueError(f'settings {folders[folder]} and {setting} share the folder {folder}')
+    folders[folder] = setting
+    for seed in seeds:
+      c = copy.deepcopy(config)
+      for field, value in [*grid.fixed.items(), *setting.items(), ('seed', seed)]:
+        _assign(c, field, value)
+      runs.append(Run(folder, setting, seed, c, os.path.join(workdir, folder, f'seed_{seed}')))
+  return runs
+
+
+def command_lines(experiment: str, runs: Sequence[Run], sets: Sequence[str] = ()) -> list[str]:
+  """One shell command per run that trains it as ``python -m experiments.<experiment>``.
+
+  Each line sets ``--config.seed``, then every field where the run's config differs from the
+  experiment's ``get_config()`` (sorted) other than the ``--set`` fields, then the ``--set``
+  fields in their order; arguments are quoted for a POSIX shell.
+  """
+  default = dict(_fields(module_of(experiment).get_config().to_dict()))
+  set_fields = [s.partition('=')[0].strip() for s in sets]
+  lines = []
+  for run in runs:
+    values = dict(_fields(run.config.to_dict()))
+    fields = ['seed'] + sorted(f for f, v in values.items()
+                               if v != default.get(f) and f not in ['seed', *set_fields])
+    args = [f'--workdir={run.workdir}'] + [
+        f'--config.{f}={flag_value(values[f])}' for f in fields + set_fields]
+    lines.append(' '.join(['python', '-m', f'experiments.{experiment}',
+                           *map(shlex.quote, args)]))
+  return lines
+
+
+def _finished(run: Run, experiment: str) -> dict | None:
+  """The run's summary if it records this experiment and exactly this config, else None."""
+  try:
+    with open(os.path.join(run.workdir, 'summary.json'), encoding='utf-8') as f:
+      summary = json.load(f)
+  except (OSError, ValueError):
+    return None  # absent, or unreadable: the experiment itself decides
+  config = json.loads(json.dumps(run.config.to_dict(), default=str))
+  if summary.get('experiment') == experiment and summary.get('config') == config:
+    return summary
+  return None
+
+
+def sweep_config(experiment: str, seeds: Sequence[int], sets: Sequence[str],
+                 base: str) -> ml_collections.ConfigDict:
+  """The sweep's own config (``WORKDIR/config.json`` and ``summary.json``)."""
+  c = ml_collections.ConfigDict()
+  c.experiment = experiment  # The experiment module every run trains.
+  c.base = base  # default: its get_config(); smoke: its smoke_config().
+  c.seeds = tuple(seeds)  # One run per seed and setting.
+  c.sets = tuple(sets)  # The --set strings, as given.
+  return c
+
+
+def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequence[str] = (),
+              base: str = 'default') -> dict:
+  """Trains (or reads) every run of the sweep, then writes the tables.
+
+  Args:
+    experiment, workdir, seeds, sets, base: as ``plan``.
+
+  Returns:
+    The summary written to ``WORKDIR/summary.json``: ``eval/<setting folder>/<metric>``
+    means over seeds, ``num_runs``, ``num_runs_trained`` (by this call), ``wall_time_s``,
+    experiment 'sweep' and the sweep's config.
+
+  Raises:
+    ValueError: as ``plan``; a config value the experiment's ``validate_config`` rejects
+      (before any run trains); a workdir of another experiment; or a run that fails, named
+      by its folder.
+  """
+  t_start = time.time()
+  runs = plan(experiment, workdir, seeds=seeds, sets=sets, base=base)
+  module = module_of(experiment)
+  for run in runs:
+    try:
+      module.validate_config(run.config, jax.device_count())
+    except ValueError as e:
+      raise ValueError(f'{run.workdir}: {e}') from e
+  config = sweep_config(experiment, seeds, sets, base)
+  checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
+  results, trained = {}, 0
+  for i, run in enumerate(runs):
+    summary = _finished(run, module.EXPERIMENT)
+    if summary is None:
+      logging.info('run %d/%d: training %s', i + 1, len(runs), run.workdir)
+      try:
+        summary = module.train_and_evaluate(run.config, run.workdir)
+      except RUN_ERRORS as e:
+        raise ValueError(f'{run.workdir}: {e}') from e
+      trained += 1
+    else:
+      logging.info('run %d/%d: %s is finished; reading its summary', i + 1, len(runs),
+                   run.workdir)
+    metrics = {k[len('eval/'):]: v for k, v in summary.items() if k.startswith('eval/')
+               and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    results.setdefault(run.folder, (run.setting, []))[1].append(metrics)
+
+  axes = list(runs[0].setting)
+  names = sorted({m for _, per_seed in results.values() for r in per_seed for m in r})
+  rows = tables.summarize(
+      [({a: flag_value(v) for a, v in setting.items()}, per_seed)
+       for setting, per_seed in results.values()], names)
+  print(tables.write_results(workdir, rows, [*axes, 'seeds'], names))
+  out = {f'eval/{folder}/{m}': row[f'{m}_mean']
+         for folder, row in zip(results, rows) for m in names}
+  out.update(num_runs=len(runs), num_runs_trained=trained, experiment=EXPERIMENT,
+             config=config.to_dict(), wall_time_s=time.time() - t_start)
+  writers.write_json(os.path.join(workdir, 'summary.json'), out)
+  return out
+
+
+# ----------------------------------------------------------------------------- command line
+
+def main() -> None:
+  """``python -m experiments.sweep``: flags as in the module docstring; any bad input or a
+  failed run exits with one line ``error: ...`` and status 1."""
+  experiment = flags.DEFINE_string('experiment', None, f'One of {", ".join(EXPERIMENTS)}.',
+                                   required=True)
+  workdir = flags.DEFINE_string('workdir', None, 'Root folder of the runs and tables.',
+                                required=True)
+  seeds = flags.DEFINE_string('seeds', '0,1,2', 'Comma-separated seeds (integers >= 0).')
+  sets = flags.DEFINE_multi_string('set', [], 'FIELD=VALUE (fixed) or FIELD=V1,V2,... (a '
+                                   'grid axis); tuples as (8,16). Repeatable.')
+  base = flags.DEFINE_string('base', 'default', 'default: get_config(); smoke: smoke_config().')
+  print_commands = flags.DEFINE_bool('print_commands', False, 'Print one command per run '
+                                     'and exit without training.')
+
+  def run_main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    try:
+      run_seeds = parse_seeds(seeds.value)
+      if print_commands.value:
+        runs = plan(experiment.value, workdir.value, seeds=run_seeds, sets=sets.value,
+                    base=base.value)
+        print('\n'.join(command_lines(experiment.value, runs, sets.value)))
+        return
+      run_sweep(experiment.value, workdir.value, seeds=run_seeds, sets=sets.value,
+                base=base.value)
+    except ValueError as e:
+      sys.exit(f'error: {e}')
+
+  app.run(run_main)
+
+
+if __name__ == '__main__':
+  main()

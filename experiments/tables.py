@@ -1,0 +1,79 @@
+"""Result tables over seeds: mean and sample standard deviation per row, as Markdown and CSV.
+
+Shared by ``experiments.compare`` (one row per method) and ``experiments.sweep`` (one row per
+setting of a grid). A row starts with its label columns (``method``, or a sweep's grid
+fields), then ``seeds``, then ``<metric>_mean`` and ``<metric>_std`` for each metric.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Sequence
+
+import jax
+import numpy as np
+
+
+def summarize(groups: Sequence[tuple[dict, list[dict]]], metrics: Sequence[str]) -> list[dict]:
+  """Means and standard deviations over seeds.
+
+  Args:
+    groups: one ``(labels, runs)`` pair per row, in order: ``labels`` the row's leading
+      columns ({column: value}), ``runs`` one {metric: value} dict per seed.
+    metrics: the metrics to reduce, in column order (units as the runs report them).
+
+  Returns:
+    One dict per row: the labels, ``seeds`` (the number of runs), and for each metric
+    ``<metric>_mean`` and ``<metric>_std`` (sample std, ddof=1; NaN for one seed). Both are
+    None when a run of the row lacks the metric.
+  """
+  out = []
+  for labels, runs in groups:
+    row = dict(labels, seeds=len(runs))
+    for m in metrics:
+      if any(m not in r for r in runs):
+        row[f'{m}_mean'] = row[f'{m}_std'] = None
+        continue
+      values = np.array([r[m] for r in runs], np.float64)
+      row[f'{m}_mean'] = float(values.mean())
+      row[f'{m}_std'] = float(values.std(ddof=1)) if len(values) > 1 else float('nan')
+    out.append(row)
+  return out
+
+
+def markdown(rows: list[dict], labels: Sequence[str], metrics: Sequence[str]) -> str:
+  """``summarize`` rows as a GitHub Markdown table, ending with a newline.
+
+  Args:
+    rows: from ``summarize``.
+    labels: the leading columns to show, each printed with ``str`` ('|' escaped).
+    metrics: one column each, ``mean +- std`` to 4 decimals ('-' where the metric is missing).
+  """
+  lines = ['| ' + ' | '.join([*labels, *metrics]) + ' |',
+           '|' + ' --- |' * (len(labels) + len(metrics))]
+  for row in rows:
+    cells = [str(row[k]).replace('|', r'\|') for k in labels]
+    cells += ['-' if row[f'{m}_mean'] is None else
+              f"{row[f'{m}_mean']:.4f} +- {row[f'{m}_std']:.4f}" for m in metrics]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def write_results(workdir: str, rows: list[dict], labels: Sequence[str],
+                  metrics: Sequence[str]) -> str:
+  """Writes ``WORKDIR/results.md`` (``markdown``) and ``WORKDIR/results.csv`` (every column
+  of ``rows``, full precision, empty where None); only process 0 writes.
+
+  Returns:
+    The Markdown text.
+  """
+  text = markdown(rows, labels, metrics)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'results.md'), 'w', encoding='utf-8') as f:
+      f.write(text)
+    with open(os.path.join(workdir, 'results.csv'), 'w', newline='', encoding='utf-8') as f:
+      writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+      writer.writeheader()
+      writer.writerows(rows)
+  return text
