@@ -83,7 +83,8 @@ def _write_atomic(path: str, data: bytes) -> None:
   """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
   directory = os.path.dirname(path) or '.'
   os.makedirs(directory, exist_ok=True)
-  fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.model')
+  fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.tmp-',
+                                  suffix=os.path.splitext(path)[1])
   try:
     with os.fdopen(fd, 'wb') as f:
       f.write(data)
@@ -224,8 +225,7 @@ def load_or_train(
     fresh = False
   if not fresh:
     train_tokenizer(documents, vocab_size=vocab_size, model_path=model_path)
-    tmp = f'{key_path}.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-      json.dump(key, f)
-    os.replace(tmp, key_path)
+    # A temporary file of its own: the processes of a multi-process run share the workdir
+    # and all train (the same bytes) at once; one shared tmp name made a rename fail.
+    _write_atomic(key_path, json.dumps(key).encode('utf-8'))
   return Tokenizer(model_path)

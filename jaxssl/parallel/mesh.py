@@ -46,11 +46,17 @@ def make_mesh(mesh: ml_collections.ConfigDict, devices=None) -> Mesh:
 
 def initialize_distributed() -> None:
   """``jax.distributed.initialize`` for multi-process runs (TPU pod slices, SLURM, or the
-  JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables)."""
+  JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables).
+
+  ``JAX_INITIALIZATION_TIMEOUT`` (seconds; JAX's default is 300) bounds the wait for every
+  process to connect: a process whose peers never start fails after it instead of hanging.
+  """
   env = os.environ
-  jax.distributed.initialize(**({'num_processes': int(env['JAX_NUM_PROCESSES']),
-                                 'process_id': int(env['JAX_PROCESS_ID'])}
-                                if 'JAX_NUM_PROCESSES' in env else {}))
+  kwargs = ({'num_processes': int(env['JAX_NUM_PROCESSES']),
+             'process_id': int(env['JAX_PROCESS_ID'])} if 'JAX_NUM_PROCESSES' in env else {})
+  if env.get('JAX_INITIALIZATION_TIMEOUT'):
+    kwargs['initialization_timeout'] = int(env['JAX_INITIALIZATION_TIMEOUT'])
+  jax.distributed.initialize(**kwargs)
 
 
 def mesh_config(*, data: int = -1, fsdp: int = 1) -> ml_collections.ConfigDict:
