@@ -329,6 +329,26 @@ def plan(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequence[
   return runs
 
 
+def override_flags(default: ml_collections.ConfigDict, config: ml_collections.ConfigDict, *,
+                   first: Sequence[str] = (), last: Sequence[str] = ()) -> list[str]:
+  """``--config.FIELD=VALUE`` flags that turn ``default`` into ``config``.
+
+  Args:
+    default: the experiment's ``get_config()``.
+    config: the config to reproduce (same fields).
+    first, last: fields given first / last in this order, whether they differ or not; every
+      other differing field comes between them, sorted.
+
+  Returns:
+    The flags (unquoted), values written by ``flag_value``.
+  """
+  base = dict(_fields(default.to_dict()))
+  values = dict(_fields(config.to_dict()))
+  middle = sorted(f for f, v in values.items()
+                  if v != base.get(f) and f not in (*first, *last))
+  return [f'--config.{f}={flag_value(values[f])}' for f in (*first, *middle, *last)]
+
+
 def command_lines(experiment: str, runs: Sequence[Run], sets: Sequence[str] = ()) -> list[str]:
   """One shell command per run that trains it as ``python -m experiments.<experiment>``.
 
@@ -336,15 +356,12 @@ def command_lines(experiment: str, runs: Sequence[Run], sets: Sequence[str] = ()
   experiment's ``get_config()`` (sorted) other than the ``--set`` fields, then the ``--set``
   fields in their order; arguments are quoted for a POSIX shell.
   """
-  default = dict(_fields(module_of(experiment).get_config().to_dict()))
+  default = module_of(experiment).get_config()
   set_fields = [s.partition('=')[0].strip() for s in sets]
   lines = []
   for run in runs:
-    values = dict(_fields(run.config.to_dict()))
-    fields = ['seed'] + sorted(f for f, v in values.items()
-                               if v != default.get(f) and f not in ['seed', *set_fields])
-    args = [f'--workdir={run.workdir}'] + [
-        f'--config.{f}={flag_value(values[f])}' for f in fields + set_fields]
+    args = [f'--workdir={run.workdir}'] + override_flags(default, run.config, first=['seed'],
+                                                         last=set_fields)
     lines.append(' '.join(['python', '-m', f'experiments.{experiment}',
                            *map(shlex.quote, args)]))
   return lines

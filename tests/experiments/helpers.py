@@ -1,5 +1,7 @@
 """Helpers shared by the experiment tests."""
 
+from experiments import sweep
+
 
 def smoke(module, cache_dir, **overrides):
   """``module.smoke_config()`` reading data from ``cache_dir``, with dotted-field overrides."""
@@ -16,3 +18,8 @@ def smoke(module, cache_dir, **overrides):
 
 def evals(summary):
   return {k: v for k, v in summary.items() if k.startswith('eval/')}
+
+
+def command_flags(module, config):
+  """The ``--config.*`` flags that turn ``module.get_config()`` into ``config``."""
+  return sweep.override_flags(module.get_config(), config)

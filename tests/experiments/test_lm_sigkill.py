@@ -15,6 +15,7 @@ import time
 import pytest
 
 from experiments import clm_pretrain, mlm_pretrain
+from tests.experiments.helpers import command_flags
 
 pytestmark = pytest.mark.slow
 
@@ -27,17 +28,8 @@ def _flags(module, workdir, cache_dir):
   smoke = module.smoke_config()
   smoke.num_train_steps, smoke.checkpoint_every_steps = 2 * N, N
   smoke.log_every_steps = 50
-  flags = [f'--workdir={workdir}', f'--config.data.cache_dir={cache_dir}']
-
-  def walk(default, ours, prefix):
-    for key, value in ours.items():
-      if hasattr(value, 'items'):
-        walk(default[key], value, f'{prefix}{key}.')
-      elif value != default[key] and value is not None:
-        flags.append(f'--config.{prefix}{key}={value}')
-
-  walk(module.get_config(), smoke, '')
-  return flags
+  smoke.data.cache_dir = cache_dir
+  return [f'--workdir={workdir}', *command_flags(module, smoke)]
 
 
 def _start(module, workdir, cache_dir):

@@ -21,6 +21,7 @@ import pytest
 
 from experiments import mlm_pretrain
 from jaxssl.data import corpus
+from tests.experiments.helpers import command_flags
 
 pytestmark = pytest.mark.slow
 
@@ -39,17 +40,7 @@ def _config(cache_dir):
 
 def _flags(workdir, cache_dir):
   """Command-line overrides turning the default config into ``_config``."""
-  flags = [f'--workdir={workdir}']
-
-  def walk(default, ours, prefix):
-    for key, value in ours.items():
-      if hasattr(value, 'items'):
-        walk(default[key], value, f'{prefix}{key}.')
-      elif value != default[key] and value is not None:
-        flags.append(f'--config.{prefix}{key}={value}')
-
-  walk(mlm_pretrain.get_config(), _config(cache_dir), '')
-  return flags
+  return [f'--workdir={workdir}', *command_flags(mlm_pretrain, _config(cache_dir))]
 
 
 def _free_port() -> int:
