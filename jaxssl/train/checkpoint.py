@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import time
 
 import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 
@@ -56,7 +59,9 @@ def restore_latest(manager: ocp.CheckpointManager, target):
   """Restores the newest checkpoint that reads back, onto ``target``'s shapes and shardings.
 
   A checkpoint that fails to read (truncated or deleted files) is reported with a warning
-  naming its folder, and the next older one is tried.
+  naming its folder, and the next older one is tried. When an older one reads back, the
+  damaged newer folders are moved to ``WORKDIR/damaged_checkpoints/<step>`` (kept for
+  inspection), so the resumed run can save those steps again.
 
   Args:
     manager: from ``make_manager``.
@@ -75,16 +80,36 @@ def restore_latest(manager: ocp.CheckpointManager, target):
     try:
       restored = manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-      return restored['state'], step, restored['meta']
     except Exception as e:  # Orbax raises many types for damaged files.  pylint: disable=broad-except
       where = os.path.join(str(manager.directory), str(step))
       logging.warning('checkpoint %s could not be restored (%s: %s); trying an older one',
                       where, type(e).__name__, e)
       failures.append(f'{where}: {type(e).__name__}: {e}')
+      continue
+    if failures:
+      _set_aside(manager, [s for s in steps if s > step])
+    return restored['state'], step, restored['meta']
   if failures:
     raise NoReadableCheckpoint('no checkpoint in the workdir could be restored:\n'
                                + '\n'.join(failures))
   return None, None, None
+
+
+def _set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
+  """Moves the damaged checkpoints of ``steps`` to ``WORKDIR/damaged_checkpoints/<step>``
+  (process 0 moves, every process waits for it) and refreshes the manager's step list."""
+  root = os.path.join(os.path.dirname(str(manager.directory)), 'damaged_checkpoints')
+  if jax.process_index() == 0:
+    os.makedirs(root, exist_ok=True)
+    for step in steps:
+      src, dest = os.path.join(str(manager.directory), str(step)), os.path.join(root, str(step))
+      if os.path.exists(dest):
+        dest = f'{dest}-{time.time_ns()}'
+      shutil.move(src, dest)
+      logging.warning('moved the damaged checkpoint %s to %s', src, dest)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('jaxssl_set_aside_damaged_checkpoints')
+  manager.reload()
 
 
 class NoReadableCheckpoint(RuntimeError):
