@@ -66,6 +66,9 @@ def test_anomaly_class_is_left_out_and_scored(cache_dir, tmp_path):
     ('method.mask_prob', 1.0, 'method.mask_prob'),
     ('method.anomaly_class', -2, 'method.anomaly_class=-2'),
     ('data.test_fraction', 0.0, 'data.test_fraction'),
+    ('optim.learning_rate', -1.0, 'optim.learning_rate'),
+    ('mesh.data', 3, 'mesh'),
+    ('seed', -1, 'seed'),
 ])
 def test_bad_config_values_raise_before_anything_runs(field, value, match, tmp_path):
   config = smoke(autoencoder, str(tmp_path / 'cache'), **{field: value})

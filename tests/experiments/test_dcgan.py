@@ -120,6 +120,9 @@ def test_sample_metrics_recomputed_from_the_saved_generator(smoke_run, cache_dir
     ('eval.grid_samples', 129, 'eval.grid_samples=129 must be <= eval.num_samples=128'),
     ('model.generator_widths', (), 'model.generator_widths'),
     ('classifier.num_steps', 0, 'classifier.num_steps'),
+    ('optim.learning_rate', -1.0, 'optim.learning_rate'),
+    ('mesh.data', 3, 'mesh'),
+    ('data.test_fraction', 0.0, 'data.test_fraction'),
 ])
 def test_bad_config_values_are_named(field, value, message, tmp_path):
   config = smoke(dcgan, str(tmp_path / 'cache'))

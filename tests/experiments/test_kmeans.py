@@ -97,6 +97,8 @@ def test_idx_files_clustered_with_every_split(cache_dir, tmp_path):
     ('eval.silhouette_samples', 1, 'eval.silhouette_samples=1 must be >= 2'),
     ('data.standardize', 'yes', "data.standardize='yes' must be True or False"),
     ('seed', -1, 'seed=-1 must be >= 0'),
+    ('mesh.data', 3, 'mesh'),
+    ('method.n_clusters', 2.5, 'method.n_clusters=2.5 must be an integer >= 1'),
 ])
 def test_bad_config_values_raise_before_anything_runs(field, value, match, tmp_path):
   config = kmeans_experiment.smoke_config()

@@ -117,6 +117,8 @@ BAD = [
     ('optim.grad_accum_steps', 2, 'optim.grad_accum_steps'),
     ('eval.knn_k', 0, 'eval.knn_k'),
     ('global_batch_size', 0, 'global_batch_size'),
+    ('optim.learning_rate', -1.0, 'optim.learning_rate'),
+    ('mesh.data', 3, 'mesh'),
 ]
 
 
@@ -128,8 +130,11 @@ def test_bad_simclr_config_values_are_named(field, value, message, tmp_path):
   assert not os.path.exists(tmp_path / 'cache')  # refused before any data was read
 
 
-@pytest.mark.parametrize('field,value', [('method.tau0', 1.5), ('method.tau0', 1.0),
-                                         ('model.predictor_dims', (0, 8))])
+@pytest.mark.parametrize('field,value', [
+    ('method.tau0', 1.5), ('method.tau0', 1.0), ('model.predictor_dims', (0, 8)),
+    ('model.widths', (8, 0)), ('model.projector_dims', (16,)), ('global_batch_size', 0),
+    ('num_epochs', 0), ('optim.learning_rate', -1.0), ('eval.knn_k', 0),
+    ('method.augment.jitter_prob', 1.5), ('mesh.data', 3)])
 def test_bad_byol_config_values_are_named(field, value, tmp_path):
   config = smoke(byol, str(tmp_path / 'cache'), **{field: value})
   with pytest.raises(ValueError, match=field):

@@ -110,6 +110,9 @@ def test_accumulation_and_eval_batch_do_not_change_the_run(smoke_run, cache_dir,
     ('eval.num_samples', 0, 'eval.num_samples'),
     ('eval.interpolation_steps', 1, 'eval.interpolation_steps'),
     ('data.test_fraction', 1.0, 'data.test_fraction'),
+    ('global_batch_size', 0, 'global_batch_size'),
+    ('optim.learning_rate', -1.0, 'optim.learning_rate'),
+    ('mesh.data', 3, 'mesh'),
 ])
 def test_bad_config_values_raise_before_anything_runs(field, value, match, tmp_path):
   config = smoke(vae, str(tmp_path / 'cache'), **{field: value})
