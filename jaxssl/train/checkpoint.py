@@ -82,9 +82,10 @@ def restore_latest(manager: ocp.CheckpointManager, target):
           state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
     except Exception as e:  # Orbax raises many types for damaged files.  pylint: disable=broad-except
       where = os.path.join(str(manager.directory), str(step))
-      logging.warning('checkpoint %s could not be restored (%s: %s); trying an older one',
-                      where, type(e).__name__, e)
-      failures.append(f'{where}: {type(e).__name__}: {e}')
+      reason = f'{type(e).__name__}: {_first_line(e)}'
+      logging.warning('checkpoint %s could not be restored (%s); trying an older one', where,
+                      reason)
+      failures.append(f'{where}: {reason}')
       continue
     if failures:
       _set_aside(manager, [s for s in steps if s > step])
@@ -93,6 +94,13 @@ def restore_latest(manager: ocp.CheckpointManager, target):
     raise NoReadableCheckpoint('no checkpoint in the workdir could be restored:\n'
                                + '\n'.join(failures))
   return None, None, None
+
+
+def _first_line(e: Exception, limit: int = 200) -> str:
+  """The first line of an exception's message, at most ``limit`` characters (TensorStore's
+  errors carry pages of spec)."""
+  text = (str(e).strip().splitlines() or [''])[0]
+  return text if len(text) <= limit else text[:limit] + '...'
 
 
 def _set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
@@ -172,11 +180,13 @@ def open_workdir(workdir: str, *, experiment: str, config) -> dict:
   # pylint: disable-next=import-outside-toplevel
   from jaxssl.train import config_checks, provenance, writers
   os.makedirs(workdir, exist_ok=True)
-  manager = make_manager(workdir, enable_async=False)
-  try:
-    meta = config_checks.check_workdir(manager, experiment, config) or {}
-  finally:
-    manager.close()
+  meta = {}
+  if os.path.isdir(os.path.join(workdir, 'checkpoints')):  # opening a manager creates it
+    manager = make_manager(workdir, enable_async=False)
+    try:
+      meta = config_checks.check_workdir(manager, experiment, config) or {}
+    finally:
+      manager.close()
   if not meta:
     _check_summary_owner(workdir, experiment)
   writers.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
@@ -194,7 +204,8 @@ def _check_summary_owner(workdir: str, experiment: str) -> None:
     with open(path, encoding='utf-8') as f:
       owner = json.load(f).get('experiment')
   except (OSError, ValueError, AttributeError) as e:
-    raise ValueError(f'{path} is not a readable summary ({e}); use another --workdir') from e
+    raise ValueError(f'{path} is not a readable summary ({e}); delete it (checkpoints are '
+                     'kept and a rerun evaluates again) or use another --workdir') from e
   if owner not in (None, experiment):
     raise ValueError(f'workdir {workdir} holds the results of experiment {owner!r}, not '
                      f'{experiment!r}: use another --workdir')

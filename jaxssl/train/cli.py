@@ -7,6 +7,7 @@ several experiments in one process (tests, sweeps) defines nothing twice.
 
 from __future__ import annotations
 
+import difflib
 import sys
 from typing import Callable
 
@@ -31,20 +32,18 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
   (preemption) checkpoints the current step and exits with status 143 (128 + SIGTERM, so a
   scheduler that restarts failed jobs restarts it) and one line saying so.
   """
+  default = get_config()
   try:  # overrides are applied here, as the flag is defined, so a misspelt field fails here
     config = config_flags.DEFINE_config_dict('config', get_config(), lock_config=True)
   except (AttributeError, KeyError) as e:
-    sys.exit(f'error: unknown --config field: {_one_line(e)}')
+    sys.exit(f'error: unknown --config field: {_unknown_field(sys.argv, default, e)}')
   workdir = flags.DEFINE_string('workdir', None, 'Output folder (resumes if it has '
                                 'checkpoints).', required=True)
   multiprocess = flags.DEFINE_bool(
       'multiprocess', False, 'Call jax.distributed.initialize() first (TPU pod slices, '
       'SLURM, or JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID set).')
 
-  parsed = []
-
   def main(argv):
-    parsed.append(True)
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     if multiprocess.value:
@@ -59,12 +58,36 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
       sys.exit(PREEMPTED_EXIT_STATUS)
     logging.info('summary: %s', {k: v for k, v in summary.items() if k.startswith('eval/')})
 
-  try:
-    app.run(main)
-  except (AttributeError, KeyError) as e:  # a misspelt --config field, while parsing
-    if parsed:
-      raise
-    sys.exit(f'error: unknown --config field: {_one_line(e)}')
+  def parse(argv):
+    try:
+      return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as e:  # a misspelt --config field
+      sys.exit(f'error: unknown --config field: {_unknown_field(argv, default, e)}')
+    except flags.Error as e:  # a value of the wrong type, a missing --workdir, ...
+      sys.exit(f'error: {e}')
+
+  app.run(main, flags_parser=parse)
+
+
+def _unknown_field(argv, config: ml_collections.ConfigDict, e: Exception) -> str:
+  """``a.b.c: Did you mean "a.b.d"?`` for the first ``--config.a.b.c=`` in ``argv`` that
+  ``config`` lacks, or ml_collections' own message when none is found."""
+  for arg in argv[1:]:
+    if not arg.startswith('--config.'):
+      continue
+    path = arg[len('--config.'):].split('=', 1)[0]
+    node, parts = config, path.split('.')
+    for i, part in enumerate(parts):
+      if isinstance(node, ml_collections.ConfigDict) and part in node:
+        node = node[part]
+        continue
+      if not isinstance(node, ml_collections.ConfigDict):
+        break  # a field below a leaf: let ml_collections word it
+      prefix = '.'.join(parts[:i])
+      close = difflib.get_close_matches(part, list(node.keys()), n=1)
+      hint = f': Did you mean "{prefix + "." if prefix else ""}{close[0]}"?' if close else ''
+      return f'{path}{hint}'
+  return _one_line(e)
 
 
 def _one_line(e: Exception) -> str:

@@ -7,6 +7,7 @@ milliseconds and the message says which ``--config.<field>`` to fix.
 from __future__ import annotations
 
 import json
+import math
 from typing import Iterable
 
 import ml_collections
@@ -46,8 +47,8 @@ def non_negative(config, *fields: str) -> None:
 
 
 def positive_float(config, *fields: str) -> None:
-  """Each field is a number > 0."""
-  _each(config, fields, lambda v: v > 0, '> 0')
+  """Each field is a finite number > 0 (inf and NaN refused)."""
+  _each(config, fields, lambda v: 0 < v < math.inf, 'a finite number > 0')
 
 
 def in_unit_interval(config, *fields: str) -> None:

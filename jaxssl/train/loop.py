@@ -128,8 +128,10 @@ def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: ja
   Raises:
     FloatingPointError: a non-finite train metric, naming the step. Metrics are checked at
       every log point and before every checkpoint, so no checkpoint holds a diverged state.
-    Preempted: SIGTERM arrived; the step it arrived in was finished and checkpointed (the
-      save is complete when this is raised).
+    Preempted: SIGTERM arrived; the step being dispatched when it arrived was finished and
+      checkpointed (the save is complete when this is raised), its evaluation skipped. JAX
+      runs ahead of the device, so that step can be a few past the one computing; a SIGTERM
+      during an evaluation is seen when the evaluation ends.
   """
   with _Preemption(manager) as preemption:
     return _run(state, train_step=train_step, get_batch=get_batch, rng=rng, cadence=cadence,
@@ -151,14 +153,14 @@ def _run(state, *, train_step, get_batch, rng, cadence, writer, manager, meta, e
     done = step + 1
     pending.append((done, metrics))
     report(done)
-    preempted = preemption.due(done) and done < cadence.num_train_steps
+    preempted = preemption.due(done)
     checkpoint_due = preempted or cadence.due(cadence.checkpoint_every_steps, done)
     if pending and (cadence.due(cadence.log_every_steps, done) or checkpoint_due):
       now = time.perf_counter()
       _flush(pending, writer, elapsed_s=now - t_log, tokens_per_step=tokens_per_step,
              examples_per_step=examples_per_step)
       pending, t_log = [], now
-    if eval_fn is not None and cadence.due(cadence.eval_every_steps, done):
+    if eval_fn is not None and cadence.due(cadence.eval_every_steps, done) and not preempted:
       with report.timed('eval'):
         last_eval = eval_fn(state, done)
       writer.write_scalars(done, {f'eval/{k}': v for k, v in last_eval.items()})

@@ -1,6 +1,9 @@
 """Helpers shared by the experiment tests."""
 
+import os
+
 from experiments import sweep
+from jaxssl.train import checkpoint, loop
 
 
 def smoke(module, cache_dir, **overrides):
@@ -23,3 +26,19 @@ def evals(summary):
 def command_flags(module, config):
   """The ``--config.*`` flags that turn ``module.get_config()`` into ``config``."""
   return sweep.override_flags(module.get_config(), config)
+
+
+def save_killed_at(at_step: int):
+  """A ``checkpoint.save`` that, at ``at_step``, leaves what a process killed while writing
+  leaves (a partial ``<step>.orbax-checkpoint-tmp-*`` folder) and raises SimulatedFault."""
+  save = checkpoint.save
+
+  def dying_save(manager, step, state, meta):
+    if step != at_step:
+      return save(manager, step, state, meta)
+    partial = os.path.join(str(manager.directory), f'{step}.orbax-checkpoint-tmp-1234', 'state')
+    os.makedirs(partial)
+    with open(os.path.join(partial, 'manifest.ocdbt'), 'wb') as f:
+      f.write(b'\x00' * 7)
+    raise loop.SimulatedFault(f'killed inside the step-{step} save')
+  return dying_save

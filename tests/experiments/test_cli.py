@@ -17,9 +17,13 @@ def _run(module, *flags):
 
 @pytest.mark.parametrize('module, flag, expected', [
     ('clm_pretrain', '--config.optim.learnig_rate=1',
-     'error: unknown --config field: learnig_rate: Did you mean "learning_rate"'),
+     'error: unknown --config field: optim.learnig_rate: Did you mean "optim.learning_rate"?'),
     ('autoencoder', '--config.modle.latent_dim=3',
-     'error: unknown --config field: modle: Did you mean "model"'),
+     'error: unknown --config field: modle.latent_dim: Did you mean "model"?'),
+    ('simclr', '--config.method.temprature=0.1',
+     'error: unknown --config field: method.temprature: Did you mean "method.temperature"?'),
+    ('vae', '--config.num_train_steps=abc',
+     "error: flag --config.num_train_steps=abc: invalid literal for int() with base 10: 'abc'"),
     ('clm_pretrain', '--config.data.files=/nonexistent/none*.txt',
      "error: data.files: no file matches '/nonexistent/none*.txt'"),
 ])

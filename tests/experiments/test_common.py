@@ -17,8 +17,8 @@ import pytest
 
 from experiments import autoencoder, byol, clm_pretrain, dcgan, mlm_pretrain, simclr, vae
 from jaxssl.data import text
-from jaxssl.train import loop
-from tests.experiments.helpers import evals, smoke
+from jaxssl.train import checkpoint, loop
+from tests.experiments.helpers import evals, save_killed_at, smoke
 
 LANGUAGE_MODELS = [mlm_pretrain, clm_pretrain]
 EXPERIMENTS = LANGUAGE_MODELS + [autoencoder, vae, dcgan, simclr, byol]
@@ -76,6 +76,29 @@ def test_interrupted_run_resumes_to_the_same_result(reference_run, cache_dir, tm
   # Step 4 is past the step-3 checkpoint: the resumed run replays step 4 from step 3.
   resumed = module.train_and_evaluate(smoke(module, cache_dir), workdir)
   assert resumed['restored_from_step'] == 3
+  assert evals(resumed) == evals(reference)
+  jax.tree.map(np.testing.assert_array_equal, _params(workdir, 6), _params(ref_dir, 6))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('point, restored', [(1, None), (3, 3), (5, 3), ('save', 3)],
+                         ids=['step1', 'step3', 'step5', 'inside_save6'])
+def test_interrupted_at_other_points_resumes_to_the_same_result(point, restored, reference_run,
+                                                                cache_dir, tmp_path,
+                                                                monkeypatch):
+  # Before the first checkpoint, right after one, between two, and inside the last save
+  # (which leaves a partial temporary folder, as a kill during the write would).
+  module, ref_dir, reference = reference_run
+  workdir = str(tmp_path / 'w')
+  save = checkpoint.save
+  if point == 'save':
+    monkeypatch.setattr(checkpoint, 'save', save_killed_at(6))
+  with pytest.raises(loop.SimulatedFault):
+    module.train_and_evaluate(smoke(module, cache_dir), workdir,
+                              fail_at_step=None if point == 'save' else point)
+  monkeypatch.setattr(checkpoint, 'save', save)
+  resumed = module.train_and_evaluate(smoke(module, cache_dir), workdir)
+  assert resumed['restored_from_step'] == restored
   assert evals(resumed) == evals(reference)
   jax.tree.map(np.testing.assert_array_equal, _params(workdir, 6), _params(ref_dir, 6))
 

@@ -9,6 +9,7 @@ the reference results come from an uninterrupted run of the same config.
 import logging
 import os
 import shutil
+import signal
 
 import jax.numpy as jnp
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from experiments import autoencoder, mlm_pretrain
 from jaxssl.parallel import sharding
 from jaxssl.train import checkpoint, loop
-from tests.experiments.helpers import evals, smoke
+from tests.experiments.helpers import evals, save_killed_at, smoke
 
 MODULES = [autoencoder, mlm_pretrain]
 
@@ -82,18 +83,7 @@ def test_crash_inside_a_save_resumes_from_the_last_complete_checkpoint(smoke_run
   _, reference = smoke_run(autoencoder)
   workdir = str(tmp_path / 'w')
   save = checkpoint.save
-
-  def dying_save(manager, step, state, meta):
-    if step != 6:
-      return save(manager, step, state, meta)
-    # What a process killed while writing step 6 leaves: a partial temporary folder.
-    partial = os.path.join(str(manager.directory), '6.orbax-checkpoint-tmp-1234', 'state')
-    os.makedirs(partial)
-    with open(os.path.join(partial, 'manifest.ocdbt'), 'wb') as f:
-      f.write(b'\x00' * 7)
-    raise loop.SimulatedFault('killed inside the step-6 save')
-
-  monkeypatch.setattr(checkpoint, 'save', dying_save)
+  monkeypatch.setattr(checkpoint, 'save', save_killed_at(6))
   with pytest.raises(loop.SimulatedFault):
     autoencoder.train_and_evaluate(smoke(autoencoder, cache_dir), workdir)
   monkeypatch.setattr(checkpoint, 'save', save)
@@ -122,3 +112,29 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
     autoencoder.train_and_evaluate(smoke(autoencoder, cache_dir), workdir)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['3']
   assert not os.path.exists(os.path.join(workdir, 'summary.json'))
+
+
+def test_sigterm_in_the_last_step_checkpoints_it_and_skips_the_evaluation(smoke_run, cache_dir,
+                                                                          tmp_path,
+                                                                          monkeypatch):
+  _, reference = smoke_run(autoencoder)
+  batch_getter = loop.batch_getter
+
+  def preempting_batch_getter(*args, **kwargs):  # SIGTERM while the last step is dispatched
+    get_batch = batch_getter(*args, **kwargs)
+
+    def get(step):
+      if step == 5:
+        os.kill(os.getpid(), signal.SIGTERM)
+      return get_batch(step)
+    return get
+
+  monkeypatch.setattr(loop, 'batch_getter', preempting_batch_getter)
+  workdir = str(tmp_path / 'w')
+  with pytest.raises(loop.Preempted, match='at step 6'):
+    autoencoder.train_and_evaluate(smoke(autoencoder, cache_dir), workdir)
+  assert not os.path.exists(os.path.join(workdir, 'summary.json'))  # no evaluation yet
+  monkeypatch.setattr(loop, 'batch_getter', batch_getter)
+  resumed = autoencoder.train_and_evaluate(smoke(autoencoder, cache_dir), workdir)
+  assert resumed['restored_from_step'] == 6
+  assert evals(resumed) == evals(reference)

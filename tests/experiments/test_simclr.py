@@ -109,6 +109,7 @@ def test_downstream_metrics_recomputed_from_the_saved_encoder(module, smoke_run,
 
 BAD = [
     ('method.temperature', 0.0, 'method.temperature'),
+    ('method.temperature', float('inf'), r'method.temperature=inf must be a finite number > 0'),
     ('method.augment.crop_scale', (0.0, 1.0), 'method.augment.crop_scale'),
     ('method.augment.jitter_prob', 1.5, 'method.augment.jitter_prob'),
     ('method.augment.brightness', float('inf'), 'method.augment.brightness'),

@@ -30,6 +30,7 @@ def test_workdir_with_another_experiments_results_is_refused(tmp_path):
   with pytest.raises(ValueError, match="holds the results of experiment 'kmeans', not 'simclr'"):
     checkpoint.open_workdir(str(tmp_path), experiment='simclr', config=config)
   assert checkpoint.open_workdir(str(tmp_path), experiment='kmeans', config=config) == {}
+  assert not (tmp_path / 'checkpoints').exists()  # nothing made for a run that saves none
   (tmp_path / 'summary.json').write_text('{"experiment": ')
   with pytest.raises(ValueError, match='summary.json is not a readable summary'):
     checkpoint.open_workdir(str(tmp_path), experiment='kmeans', config=config)
