@@ -1,6 +1,7 @@
 """Helpers shared by the experiment tests."""
 
 import os
+import signal
 
 from experiments import sweep
 from jaxssl.train import checkpoint, loop
@@ -42,3 +43,19 @@ def save_killed_at(at_step: int):
       f.write(b'\x00' * 7)
     raise loop.SimulatedFault(f'killed inside the step-{step} save')
   return dying_save
+
+
+def batch_getter_sending_sigterm(at_step: int):
+  """A ``loop.batch_getter`` that sends SIGTERM to this process while the batch of step
+  index ``at_step`` (the step ending at ``at_step + 1``) is fetched."""
+  batch_getter = loop.batch_getter
+
+  def preempting_batch_getter(*args, **kwargs):
+    get_batch = batch_getter(*args, **kwargs)
+
+    def get(step):
+      if step == at_step:
+        os.kill(os.getpid(), signal.SIGTERM)
+      return get_batch(step)
+    return get
+  return preempting_batch_getter

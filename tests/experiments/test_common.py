@@ -18,7 +18,7 @@ import pytest
 from experiments import autoencoder, byol, clm_pretrain, dcgan, mlm_pretrain, simclr, vae
 from jaxssl.data import text
 from jaxssl.train import checkpoint, loop
-from tests.experiments.helpers import evals, save_killed_at, smoke
+from tests.experiments.helpers import batch_getter_sending_sigterm, evals, save_killed_at, smoke
 
 LANGUAGE_MODELS = [mlm_pretrain, clm_pretrain]
 EXPERIMENTS = LANGUAGE_MODELS + [autoencoder, vae, dcgan, simclr, byol]
@@ -107,17 +107,7 @@ def test_sigterm_checkpoints_the_step_and_the_rerun_matches(reference_run, cache
                                                            monkeypatch):
   module, ref_dir, reference = reference_run
   batch_getter = loop.batch_getter
-
-  def preempting_batch_getter(*args, **kwargs):  # SIGTERM to this process before step 5
-    get_batch = batch_getter(*args, **kwargs)
-
-    def get(step):
-      if step == 4:
-        os.kill(os.getpid(), signal.SIGTERM)
-      return get_batch(step)
-    return get
-
-  monkeypatch.setattr(loop, 'batch_getter', preempting_batch_getter)
+  monkeypatch.setattr(loop, 'batch_getter', batch_getter_sending_sigterm(4))  # before step 5
   workdir = str(tmp_path / 'w')
   with pytest.raises(loop.Preempted, match='at step 5'):
     module.train_and_evaluate(smoke(module, cache_dir), workdir)

@@ -9,7 +9,6 @@ the reference results come from an uninterrupted run of the same config.
 import logging
 import os
 import shutil
-import signal
 
 import jax.numpy as jnp
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from experiments import autoencoder, mlm_pretrain
 from jaxssl.parallel import sharding
 from jaxssl.train import checkpoint, loop
-from tests.experiments.helpers import evals, save_killed_at, smoke
+from tests.experiments.helpers import batch_getter_sending_sigterm, evals, save_killed_at, smoke
 
 MODULES = [autoencoder, mlm_pretrain]
 
@@ -119,17 +118,7 @@ def test_sigterm_in_the_last_step_checkpoints_it_and_skips_the_evaluation(smoke_
                                                                           monkeypatch):
   _, reference = smoke_run(autoencoder)
   batch_getter = loop.batch_getter
-
-  def preempting_batch_getter(*args, **kwargs):  # SIGTERM while the last step is dispatched
-    get_batch = batch_getter(*args, **kwargs)
-
-    def get(step):
-      if step == 5:
-        os.kill(os.getpid(), signal.SIGTERM)
-      return get_batch(step)
-    return get
-
-  monkeypatch.setattr(loop, 'batch_getter', preempting_batch_getter)
+  monkeypatch.setattr(loop, 'batch_getter', batch_getter_sending_sigterm(5))  # the last step
   workdir = str(tmp_path / 'w')
   with pytest.raises(loop.Preempted, match='at step 6'):
     autoencoder.train_and_evaluate(smoke(autoencoder, cache_dir), workdir)
