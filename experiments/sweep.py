@@ -61,15 +61,14 @@ import ml_collections
 from absl import app, flags, logging
 
 from experiments import tables
-from jaxssl.train import checkpoint, writers
+from jaxssl.train import checkpoint, cli, loop, writers
 
 EXPERIMENT = 'sweep'
 # The experiments with get_config, smoke_config and train_and_evaluate(config, workdir).
 EXPERIMENTS = ('mlm_pretrain', 'clm_pretrain', 'autoencoder', 'vae', 'dcgan', 'kmeans',
                'simclr', 'byol')
 BASES = ('default', 'smoke')
-RUN_ERRORS = (ValueError, FileNotFoundError, FloatingPointError,
-              checkpoint.NoReadableCheckpoint)  # what a run reports as one error line
+RUN_ERRORS = cli.RUN_ERRORS  # what a run reports as one error line
 MAX_FOLDER_CHARS = 120
 
 
@@ -453,7 +452,8 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
 
 def main() -> None:
   """``python -m experiments.sweep``: flags as in the module docstring; any bad input or a
-  failed run exits with one line ``error: ...`` and status 1."""
+  failed run exits with one line ``error: ...`` and status 1; SIGTERM during a run exits as
+  that experiment does (its checkpoint saved, status 143)."""
   experiment = flags.DEFINE_string('experiment', None, f'One of {", ".join(EXPERIMENTS)}.',
                                    required=True)
   workdir = flags.DEFINE_string('workdir', None, 'Root folder of the runs and tables.',
@@ -479,8 +479,10 @@ def main() -> None:
                 base=base.value)
     except ValueError as e:
       sys.exit(f'error: {e}')
+    except loop.Preempted as e:  # the run in progress saved its checkpoint: rerun resumes
+      cli.exit_preempted(e)
 
-  app.run(run_main)
+  app.run(run_main, flags_parser=cli.parse_flags)
 
 
 if __name__ == '__main__':

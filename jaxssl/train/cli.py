@@ -20,6 +20,30 @@ from jaxssl.train import checkpoint, loop
 
 
 PREEMPTED_EXIT_STATUS = 143  # 128 + SIGTERM
+# What a run reports as one ``error:`` line: bad config, data or workdir, unreadable
+# checkpoints, divergence.
+RUN_ERRORS = (ValueError, FileNotFoundError, FloatingPointError,
+              checkpoint.NoReadableCheckpoint)
+
+
+def exit_preempted(e: loop.Preempted) -> None:
+  """Prints the preemption line and exits with ``PREEMPTED_EXIT_STATUS``."""
+  print(e, file=sys.stderr)
+  sys.exit(PREEMPTED_EXIT_STATUS)
+
+
+def parse_flags(argv, default: ml_collections.ConfigDict | None = None):
+  """absl's flag parsing with one ``error:`` line for a bad value, a missing required flag
+  or (given the ``default`` config) a misspelt ``--config`` field; for ``app.run``'s
+  ``flags_parser``."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:  # a misspelt --config field
+    if default is None:
+      raise
+    sys.exit(f'error: unknown --config field: {_unknown_field(argv, default, e)}')
+  except flags.Error as e:  # a value of the wrong type, a missing --workdir, ...
+    sys.exit(f'error: {e}')
 
 
 def run(get_config: Callable[[], ml_collections.ConfigDict],
@@ -50,23 +74,13 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
       mesh_lib.initialize_distributed()
     try:
       summary = train_and_evaluate(config.value, workdir.value)
-    except (ValueError, FileNotFoundError, FloatingPointError,
-            checkpoint.NoReadableCheckpoint) as e:  # bad config, data, workdir, divergence
+    except RUN_ERRORS as e:
       sys.exit(f'error: {e}')
     except loop.Preempted as e:
-      print(e, file=sys.stderr)
-      sys.exit(PREEMPTED_EXIT_STATUS)
+      exit_preempted(e)
     logging.info('summary: %s', {k: v for k, v in summary.items() if k.startswith('eval/')})
 
-  def parse(argv):
-    try:
-      return flags.FLAGS(argv)
-    except (AttributeError, KeyError) as e:  # a misspelt --config field
-      sys.exit(f'error: unknown --config field: {_unknown_field(argv, default, e)}')
-    except flags.Error as e:  # a value of the wrong type, a missing --workdir, ...
-      sys.exit(f'error: {e}')
-
-  app.run(main, flags_parser=parse)
+  app.run(main, flags_parser=lambda argv: parse_flags(argv, default))
 
 
 def _unknown_field(argv, config: ml_collections.ConfigDict, e: Exception) -> str:

@@ -17,6 +17,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import autoencoder, kmeans, simclr, sweep
+from jaxssl.train import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FOLDERS = ('method.init=k-means++', 'method.init=random')
@@ -252,3 +253,17 @@ def test_command_line_error_is_one_line(tmp_path):
       "error: --set method.n_clusterz: no such field in kmeans's config; did you mean "
       'method.n_clusters?')
   assert not (tmp_path / 'w').exists()
+
+
+def test_preempted_run_exits_143_with_one_line(tmp_path, monkeypatch, capsys):
+  def preempted(config, workdir):
+    raise loop.Preempted(3)
+
+  monkeypatch.setattr(kmeans, 'train_and_evaluate', preempted)
+  monkeypatch.setattr(sys, 'argv', ['sweep', '--experiment=kmeans', '--base=smoke',
+                                    f'--workdir={tmp_path / "w"}', '--seeds=0'])
+  with pytest.raises(SystemExit) as e:
+    sweep.main()
+  assert e.value.code == 143
+  assert capsys.readouterr().err.rstrip().splitlines()[-1].startswith(
+      'preempted (SIGTERM) at step 3')
