@@ -44,25 +44,30 @@ class _Preemption:
   processes use JAX's preemption sync point, so all of them stop at the same step."""
 
   def __init__(self, manager):
-    self.manager, self.requested, self._previous = manager, False, None
+    self.manager, self.requested = manager, False
+    self._multi = jax.process_count() > 1
+    self._installed, self._previous = False, None
 
   def __enter__(self):
-    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+    if not self._multi and threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
+      self._installed = True
     return self
 
-  def _handle(self, signum, frame):
+  def _handle(self, signum, frame):  # only sets a flag: logging here could re-enter a log call
     del signum, frame
-    logging.warning('SIGTERM received: checkpointing after this step, then stopping')
     self.requested = True
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    if self._installed:  # None: the previous handler was not set from Python
+      signal.signal(signal.SIGTERM, signal.SIG_DFL if self._previous is None else self._previous)
 
   def due(self, step: int) -> bool:
-    if jax.process_count() > 1:
+    """True when the run should checkpoint ``step`` and stop (call it at every step)."""
+    if self._multi:
       return self.manager.reached_preemption(step)
+    if self.requested:
+      logging.warning('SIGTERM received: checkpointing step %d, then stopping', step)
     return self.requested
 
 
