@@ -190,8 +190,9 @@ def open_workdir(workdir: str, *, experiment: str, config) -> dict:
   if not meta:
     _check_summary_owner(workdir, experiment)
   writers.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
-  provenance.append_run_record(workdir, provenance.run_record(
-      experiment=experiment, seed=config.get('seed')))
+  if jax.process_index() == 0:  # only it writes; the others skip the git calls too
+    provenance.append_run_record(workdir, provenance.run_record(
+        experiment=experiment, seed=config.get('seed')))
   return meta
 
 

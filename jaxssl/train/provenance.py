@@ -8,6 +8,7 @@ traced to the exact code and stack that produced it.
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib.metadata
 import json
 import os
@@ -24,8 +25,16 @@ PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'ml-c
             'tensorflow-datasets', 'clu', 'scikit-learn', 'tokenizers', 'jaxssl')
 
 
-def package_versions(names=PACKAGES) -> dict[str, str | None]:
-  """{distribution name: installed version, or None when it is not installed}."""
+@functools.cache
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+  """Installed versions, read once per process (a sweep starts many runs in one).
+
+  Args:
+    names: distribution names as pip knows them (a tuple, so the result can be cached).
+
+  Returns:
+    {name: version string, or None when it is not installed}.
+  """
   out = {}
   for name in names:
     try:
@@ -58,7 +67,13 @@ def git_state(path: str | None = None) -> dict[str, str | bool | None]:
 
 
 def run_record(*, experiment: str, seed) -> dict:
-  """One start's record: experiment, seed, UTC time, command line, versions, git, devices."""
+  """One start's record.
+
+  Returns:
+    {'experiment', 'seed', 'started_utc' (ISO 8601, UTC, seconds), 'argv', 'python',
+    'platform', 'versions' (`package_versions`), 'git_commit', 'git_dirty' (`git_state`),
+    'backend', 'device_kind', 'device_count', 'process_count'}.
+  """
   devices = jax.devices()
   return {
       'experiment': experiment, 'seed': seed,
