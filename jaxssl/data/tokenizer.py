@@ -20,11 +20,12 @@ because the vocabulary is cached on disk and shared by restarts and processes.
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import sentencepiece as spm
+
+from jaxssl import fileio
 
 PAD_ID = 0
 UNK_ID = 1
@@ -79,22 +80,6 @@ def _train_model_proto(documents: Sequence[str], vocab_size: int) -> bytes:
   return model.getvalue()
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-  """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
-  directory = os.path.dirname(path) or '.'
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.tmp-',
-                                  suffix=os.path.splitext(path)[1])
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(data)
-    os.replace(tmp_path, path)
-  except BaseException:
-    if os.path.exists(tmp_path):
-      os.remove(tmp_path)
-    raise
-
-
 def train_tokenizer(
     documents: Sequence[str], *, vocab_size: int, model_path: str | os.PathLike
 ) -> None:
@@ -117,7 +102,7 @@ def train_tokenizer(
     raise ValueError(f'vocab_size must be > {NUM_SPECIAL}, got {vocab_size}.')
   if not any(True for _ in _lines(documents)):
     raise ValueError('train_tokenizer: the documents hold no text.')
-  _write_atomic(os.fspath(model_path), _train_model_proto(documents, vocab_size))
+  fileio.write_atomic(os.fspath(model_path), _train_model_proto(documents, vocab_size))
 
 
 def _load_processor(path: str) -> spm.SentencePieceProcessor:
@@ -227,5 +212,5 @@ def load_or_train(
     train_tokenizer(documents, vocab_size=vocab_size, model_path=model_path)
     # A temporary file of its own: the processes of a multi-process run share the workdir
     # and all train (the same bytes) at once; one shared tmp name made a rename fail.
-    _write_atomic(key_path, json.dumps(key).encode('utf-8'))
+    fileio.write_atomic(key_path, json.dumps(key).encode('utf-8'))
   return Tokenizer(model_path)

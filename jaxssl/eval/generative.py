@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxssl import fileio
 from jaxssl.models import classifier as classifier_lib
 from jaxssl.train import state as state_lib
 
@@ -238,11 +239,8 @@ def load_or_train_classifier(folder: str, images: np.ndarray, labels: np.ndarray
       learning_rate=learning_rate, widths=widths, feature_dim=feature_dim)
   if jax.process_index() == 0:
     os.makedirs(folder, exist_ok=True)
-    for path, payload, mode in ((params_path, flax.serialization.msgpack_serialize(params), 'wb'),
-                                (record_path, json.dumps(record, indent=2) + '\n', 'w')):
-      with open(f'{path}.tmp', mode) as f:
-        f.write(payload)
-      os.replace(f'{path}.tmp', path)
+    fileio.write_atomic(params_path, flax.serialization.msgpack_serialize(params))
+    fileio.write_atomic(record_path, json.dumps(record, indent=2) + '\n')
   return graphdef, params
 
 

@@ -10,6 +10,8 @@ import numpy as np
 import PIL.Image
 from clu import metric_writers
 
+from jaxssl import fileio
+
 
 def create_writer(workdir: str) -> metric_writers.MetricWriter:
   """TensorBoard event files in ``workdir`` plus console logging (process 0 only)."""
@@ -17,14 +19,10 @@ def create_writer(workdir: str) -> metric_writers.MetricWriter:
 
 
 def write_json(path: str, obj: dict | list) -> None:
-  """Writes ``obj`` as indented JSON atomically (tmp + rename); only process 0 writes."""
-  if jax.process_index() != 0:
-    return
-  tmp = f'{path}.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(obj, f, indent=2, sort_keys=True, default=str)
-    f.write('\n')
-  os.replace(tmp, path)
+  """Writes ``obj`` as indented, key-sorted JSON atomically (``fileio.write_atomic``); only process 0
+  writes."""
+  if jax.process_index() == 0:
+    fileio.write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + '\n')
 
 
 def write_summary(workdir: str, *, experiment: str, config, state, last_eval: dict,
