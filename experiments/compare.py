@@ -7,8 +7,9 @@ r"""Every image representation learner, measured with one downstream protocol ov
 For each method in ``methods`` (autoencoder, vae, simclr, byol) and each seed, the
 experiment's default config with that seed (its run length capped at ``max_train_steps``)
 trains in ``WORKDIR/<method>/steps_<num_train_steps>/seed_<seed>``, or is reused if that
-run already finished (an interrupted one resumes; another ``max_train_steps`` trains new
-runs beside the old ones). Its frozen encoder (``experiments.encoders``) and the same encoder
+run already finished: its ``summary.json`` records its config, so it is neither trained nor
+evaluated again (an interrupted one resumes; another ``max_train_steps`` trains new runs
+beside the old ones). Its frozen encoder (``experiments.encoders``) and the same encoder
 at its random initialisation are then measured by ``jaxssl.eval.representation`` with the
 ``eval`` block below (the same for every method): linear-probe accuracy, weighted-kNN
 accuracy and the adjusted Rand index of k-means on the test features. Raw pixels (the
@@ -16,7 +17,9 @@ flattened image as its own feature) are the other baseline.
 
 Writes ``WORKDIR/results.md`` (method x metric, mean +- std over seeds with ddof=1, the
 table printed at the end), ``WORKDIR/results.csv`` (the same numbers) and
-``WORKDIR/results.json`` (every metric of every run); ``summary.json`` holds the means.
+``WORKDIR/results.json`` (every metric of every run); ``summary.json`` holds the means. The
+same command again reads these back and measures nothing, as long as every run is still
+finished (delete ``WORKDIR/summary.json`` to measure again).
 Not part of CI: the default took 44.5 minutes on 2 CPU cores (README has the table).
 """
 
@@ -27,11 +30,13 @@ import os
 import time
 
 import ml_collections
+from absl import logging
 
 from experiments import encoders, simclr, tables
 from jaxssl.data import images
 from jaxssl.eval import representation
-from jaxssl.train import checkpoint, cli, writers
+from jaxssl.train import checkpoint, cli, config_checks, writers
+from jaxssl.train import summary as summary_lib
 
 EXPERIMENT = 'compare'
 METRICS = ('linear_probe_accuracy', 'knn_accuracy', 'kmeans_ari')
@@ -99,28 +104,69 @@ def _raw_pixels(variables, x):
   return x.reshape(x.shape[0], -1)
 
 
+def _row_names(config) -> list[str]:
+  """The table's rows in order: raw pixels, then each method and its random init."""
+  return [RAW_PIXELS, *(n for m in _methods(config) for n in (m, f'{m} (random init)'))]
+
+
+def _runs(config, workdir: str):
+  """(method, seed, run config, run workdir) of every training run, methods outer."""
+  for method in _methods(config):
+    for seed in config.seeds:
+      run = run_config(method, seed, config)
+      yield method, seed, run, os.path.join(workdir, method, f'steps_{run.num_train_steps}',
+                                            f'seed_{seed}')
+
+
+def _is_finished(method: str, run: ml_collections.ConfigDict, run_dir: str) -> bool:
+  experiment = encoders.module_of(method).EXPERIMENT
+  return summary_lib.finished_summary(run_dir, experiment, run) is not None
+
+
 def measure_runs(config: ml_collections.ConfigDict, workdir: str) -> dict[str, list[dict]]:
-  """{row name: [metrics of each seed]}: raw pixels, then each method and its random init."""
+  """{row name: [metrics of each seed]}: raw pixels, then each method and its random init.
+
+  A run whose ``summary.json`` records its config (``summary.finished_summary``) is not
+  trained (nor restored and evaluated) again; any other trains, or resumes."""
   data = images.load_images(config.data)
   representation.check_fits(config.eval, len(data.test['label']))
   rows = {RAW_PIXELS: [_measure(_raw_pixels, {}, data, config.eval, s) for s in config.seeds]}
-  for method in _methods(config):
-    module = encoders.module_of(method)
-    trained, random = [], []
-    for seed in config.seeds:
-      run = run_config(method, seed, config)
-      run_dir = os.path.join(workdir, method, f'steps_{run.num_train_steps}', f'seed_{seed}')
-      try:
-        module.train_and_evaluate(run, run_dir)
-      except ValueError as e:
-        raise ValueError(f'{method} run in {run_dir}: {e}') from e
-      encoder = encoders.load(run_dir)
-      trained.append(_measure(encoder.embed_fn, encoder.variables, data, config.eval, seed))
-      fresh = encoders.fresh(method, encoder.config)
-      random.append(_measure(fresh.embed_fn, fresh.variables, data, config.eval, seed))
-    rows[method] = trained
-    rows[f'{method} (random init)'] = random
+  for method, seed, run, run_dir in _runs(config, workdir):
+    trained, random = rows.setdefault(method, []), rows.setdefault(f'{method} (random init)', [])
+    try:
+      if not _is_finished(method, run, run_dir):
+        encoders.module_of(method).train_and_evaluate(run, run_dir)
+    except ValueError as e:
+      raise ValueError(f'{method} run in {run_dir}: {e}') from e
+    encoder = encoders.load(run_dir)
+    trained.append(_measure(encoder.embed_fn, encoder.variables, data, config.eval, seed))
+    fresh = encoders.fresh(method, encoder.config)
+    random.append(_measure(fresh.embed_fn, fresh.variables, data, config.eval, seed))
   return rows
+
+
+def finished_rows(config: ml_collections.ConfigDict, workdir: str):
+  """(summary, rows) of a finished comparison in ``workdir``, or None.
+
+  Finished: ``WORKDIR/summary.json`` records this config, every run is finished (a deleted
+  or changed run makes the comparison measure again) and ``results.json`` reads back.
+
+  Returns:
+    The summary dict and {row name: [metrics of each seed]} as ``measure_runs``, or None.
+
+  Raises:
+    ValueError: a ``summary.json`` that is not readable (``summary.finished_summary``).
+  """
+  summary = summary_lib.finished_summary(workdir, EXPERIMENT, config)
+  if summary is None or not all(_is_finished(m, run, d) for m, _, run, d in
+                                _runs(config, workdir)):
+    return None
+  try:
+    with open(os.path.join(workdir, 'results.json'), encoding='utf-8') as f:
+      runs = json.load(f)['runs']
+    return summary, {name: runs[name] for name in _row_names(config)}
+  except (OSError, ValueError, KeyError, TypeError):
+    return None  # the tables are missing or damaged: measure again
 
 
 def table(rows: dict[str, list[dict]]) -> list[dict]:
@@ -144,7 +190,8 @@ def markdown(summary_rows: list[dict]) -> str:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Runs (or reuses) every training run and writes the tables.
+  """Runs (or reuses) every training run, measures the encoders and writes the tables; a
+  finished comparison of this config (``finished_rows``) is only read back.
 
   Returns:
     The summary written to ``WORKDIR/summary.json``: ``eval/<row>/<metric>`` means.
@@ -155,6 +202,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   t_start = time.time()
   validate_config(config)
+  finished = finished_rows(config, workdir)
+  if finished is not None:
+    logging.info('%s holds this comparison, finished: reading its results', workdir)
+    summary, rows = finished
+    print(tables.write_results(workdir, table(rows), ('method',), METRICS))
+    return summary
   checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
   rows = measure_runs(config, workdir)
   summary_rows = table(rows)
@@ -163,7 +216,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                      {'seeds': list(config.seeds), 'runs': rows})
   print(text)
   summary = {f'eval/{r["method"]}/{m}': r[f'{m}_mean'] for r in summary_rows for m in METRICS}
-  summary.update(experiment=EXPERIMENT, config=json.loads(json.dumps(config.to_dict())),
+  summary.update(experiment=EXPERIMENT, config=config_checks.as_json(config.to_dict()),
                  wall_time_s=time.time() - t_start)
   writers.write_json(os.path.join(workdir, 'summary.json'), summary)
   return summary

@@ -21,11 +21,14 @@ through the experiment's own ``train_and_evaluate``. The setting's folder name l
 axis values, ``<field>=<value>`` joined by commas (tuples as ``8-16``; other characters
 outside ``[A-Za-z0-9._+-]`` become ``_``; ``base`` without axes), e.g.
 ``optim.learning_rate=0.001,model.widths=8-16``. A run whose ``summary.json`` records
-exactly this run's config is finished and only read; any other run is started, and resumes
-from its checkpoints if it has some (an interrupted run, or a longer ``num_train_steps``).
-So the same command again trains nothing, and deleting a run's folder re-runs that run.
+exactly this run's config is finished and only read (``jaxssl.train.summary``); any other
+run is started, and resumes from its checkpoints if it has some (an interrupted run, or a
+longer ``num_train_steps``). So the same command again trains nothing, and deleting a run's
+folder re-runs that run; an unreadable ``summary.json`` is an error naming it.
 A run that fails (a bad value, missing data, divergence) stops the sweep with one ``error:``
-line naming its folder; the finished runs stay.
+line naming its folder; the finished runs stay. With ``--keep_going`` the other runs still
+train, the tables count each setting's finished seeds (``seeds``) and give the failures and
+their reasons in a ``failed`` column, and the sweep then exits 1 naming every failed run.
 
 Writes ``WORKDIR/results.md`` and ``WORKDIR/results.csv``: one row per setting, its axis
 values, the number of seeds, and for each numeric ``eval/*`` metric of the runs' summaries
@@ -48,7 +51,6 @@ import difflib
 import hashlib
 import importlib
 import itertools
-import json
 import os
 import re
 import shlex
@@ -61,7 +63,8 @@ import ml_collections
 from absl import app, flags, logging
 
 from experiments import tables
-from jaxssl.train import checkpoint, cli, loop, writers
+from jaxssl.train import checkpoint, cli, config_checks, loop, writers
+from jaxssl.train import summary as summary_lib
 
 EXPERIMENT = 'sweep'
 # The experiments with get_config, smoke_config and train_and_evaluate(config, workdir).
@@ -115,29 +118,10 @@ def parse_seeds(text: str) -> tuple[int, ...]:
   return tuple(int(s) for s in items)
 
 
-def _fields(tree: dict, prefix: str = ''):
-  """(dotted field, value) of every leaf of a ``ConfigDict.to_dict()``."""
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      yield from _fields(v, f'{prefix}{k}.')
-    else:
-      yield f'{prefix}{k}', v
-
-
-def _locate(config: ml_collections.ConfigDict, field: str, experiment: str):
-  """(parent ConfigDict, last name) of a dotted field; ValueError if there is no such field."""
-  node, names = config, field.split('.')
-  for name in names:
-    if not isinstance(node, ml_collections.ConfigDict) or name not in node:
-      known = [f for f, _ in _fields(config.to_dict())]
-      close = difflib.get_close_matches(field, known, n=1)
-      hint = f'; did you mean {close[0]}?' if close else ''
-      raise ValueError(f"--set {field}: no such field in {experiment}'s config{hint}")
-    parent, node = node, node[name]
-  return parent, names[-1]
-
-
 SCALARS = (bool, int, float, str)  # the field types --set parses, and tuples of them
+# Not ml_collections' own ``--config.FIELD`` parsers (private, ``config_flags``): they read
+# '8' and '8,16' as tuples (here commas separate grid values), '(1,10)' for a float tuple
+# as ints, '(8,x)' as the one-string tuple ('(8,x)',), and '1' as True.
 
 
 def _scalar(kind: type, text: str, field: str):
@@ -186,12 +170,16 @@ def parse_value(config: ml_collections.ConfigDict, field: str, text: str,
   Raises:
     ValueError: no such field, a group of fields, or a value that is not of the field's type.
   """
-  parent, name = _locate(config, field, experiment)
-  kind = parent.get_type(name)
-  if kind is ml_collections.ConfigDict:
-    raise ValueError(f'--set {field}: a group of fields, not a value; set one of its fields')
+  known = config_checks.flatten(config.to_dict())
+  if field not in known:
+    if any(f.startswith(f'{field}.') for f in known):
+      raise ValueError(f'--set {field}: a group of fields, not a value; set one of its fields')
+    close = difflib.get_close_matches(field, list(known), n=1)
+    hint = f'; did you mean {close[0]}?' if close else ''
+    raise ValueError(f"--set {field}: no such field in {experiment}'s config{hint}")
+  kind = config_checks.field_type(config, field)  # a placeholder's value is None
   if kind is tuple:
-    return _tuple(parent[name], text, field)
+    return _tuple(known[field], text, field)
   if kind not in SCALARS:
     raise ValueError(f'--set {field}: fields of type {kind.__name__} cannot be set here')
   return _scalar(kind, text, field)
@@ -275,13 +263,6 @@ def folder_name(setting: dict[str, Any]) -> str:
   return name
 
 
-def _assign(config: ml_collections.ConfigDict, field: str, value: Any) -> None:
-  *parents, name = field.split('.')
-  for p in parents:
-    config = config[p]
-  config[name] = value
-
-
 def plan(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequence[str] = (),
          base: str = 'default') -> list[Run]:
   """Every run of the sweep, settings in grid order (the first axis slowest), seeds inner.
@@ -323,7 +304,7 @@ def plan(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequence[
     for seed in seeds:
       c = copy.deepcopy(config)
       for field, value in [*grid.fixed.items(), *setting.items(), ('seed', seed)]:
-        _assign(c, field, value)
+        config_checks.set_field(c, field, value)
       runs.append(Run(folder, setting, seed, c, os.path.join(workdir, folder, f'seed_{seed}')))
   return runs
 
@@ -341,8 +322,8 @@ def override_flags(default: ml_collections.ConfigDict, config: ml_collections.Co
   Returns:
     The flags (unquoted), values written by ``flag_value``.
   """
-  base = dict(_fields(default.to_dict()))
-  values = dict(_fields(config.to_dict()))
+  base = config_checks.flatten(default.to_dict())
+  values = config_checks.flatten(config.to_dict())
   middle = sorted(f for f, v in values.items()
                   if v != base.get(f) and f not in (*first, *last))
   return [f'--config.{f}={flag_value(values[f])}' for f in (*first, *middle, *last)]
@@ -366,19 +347,6 @@ def command_lines(experiment: str, runs: Sequence[Run], sets: Sequence[str] = ()
   return lines
 
 
-def _finished(run: Run, experiment: str) -> dict | None:
-  """The run's summary if it records this experiment and exactly this config, else None."""
-  try:
-    with open(os.path.join(run.workdir, 'summary.json'), encoding='utf-8') as f:
-      summary = json.load(f)
-  except (OSError, ValueError):
-    return None  # absent, or unreadable: the experiment itself decides
-  config = json.loads(json.dumps(run.config.to_dict(), default=str))
-  if summary.get('experiment') == experiment and summary.get('config') == config:
-    return summary
-  return None
-
-
 def sweep_config(experiment: str, seeds: Sequence[int], sets: Sequence[str],
                  base: str) -> ml_collections.ConfigDict:
   """The sweep's own config (``WORKDIR/config.json`` and ``summary.json``)."""
@@ -391,21 +359,26 @@ def sweep_config(experiment: str, seeds: Sequence[int], sets: Sequence[str],
 
 
 def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequence[str] = (),
-              base: str = 'default') -> dict:
+              base: str = 'default', keep_going: bool = False) -> dict:
   """Trains (or reads) every run of the sweep, then writes the tables.
 
   Args:
     experiment, workdir, seeds, sets, base: as ``plan``.
+    keep_going: a run that fails with one of ``RUN_ERRORS`` (e.g. FloatingPointError for a
+      diverged loss) is recorded and the others still run; the tables then count only the
+      finished seeds of each setting and give the failures in a ``failed`` column, and the
+      sweep raises at the end. Without it, the first failure stops the sweep (no tables).
 
   Returns:
     The summary written to ``WORKDIR/summary.json``: ``eval/<setting folder>/<metric>``
-    means over seeds, ``num_runs``, ``num_runs_trained`` (by this call), ``wall_time_s``,
-    experiment 'sweep' and the sweep's config.
+    means over the finished seeds (None where none finished), ``num_runs``,
+    ``num_runs_trained`` (by this call), ``failed_runs`` ({run workdir: reason}),
+    ``wall_time_s``, experiment 'sweep' and the sweep's config.
 
   Raises:
     ValueError: as ``plan``; a config value the experiment's ``validate_config`` rejects
-      (before any run trains); a workdir of another experiment; or a run that fails, named
-      by its folder.
+      (before any run trains); a workdir of another experiment; a run that fails (named by
+      its folder), or with ``keep_going`` every failed run, after the tables are written.
   """
   t_start = time.time()
   runs = plan(experiment, workdir, seeds=seeds, sets=sets, base=base)
@@ -417,34 +390,47 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
       raise ValueError(f'{run.workdir}: {e}') from e
   config = sweep_config(experiment, seeds, sets, base)
   checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
-  results, trained = {}, 0
+  results, failed, trained = {}, {}, 0  # results: {folder: (setting, [metrics], [failures])}
   for i, run in enumerate(runs):
-    summary = _finished(run, module.EXPERIMENT)
-    if summary is None:
-      logging.info('run %d/%d: training %s', i + 1, len(runs), run.workdir)
-      try:
+    _, per_seed, failures = results.setdefault(run.folder, (run.setting, [], []))
+    try:
+      summary = summary_lib.finished_summary(run.workdir, module.EXPERIMENT, run.config)
+      if summary is None:
+        logging.info('run %d/%d: training %s', i + 1, len(runs), run.workdir)
         summary = module.train_and_evaluate(run.config, run.workdir)
-      except RUN_ERRORS as e:
+        trained += 1
+      else:
+        logging.info('run %d/%d: %s is finished; reading its summary', i + 1, len(runs),
+                     run.workdir)
+    except RUN_ERRORS as e:
+      if not keep_going:
         raise ValueError(f'{run.workdir}: {e}') from e
-      trained += 1
-    else:
-      logging.info('run %d/%d: %s is finished; reading its summary', i + 1, len(runs),
-                   run.workdir)
-    metrics = {k[len('eval/'):]: v for k, v in summary.items() if k.startswith('eval/')
-               and isinstance(v, (int, float)) and not isinstance(v, bool)}
-    results.setdefault(run.folder, (run.setting, []))[1].append(metrics)
+      failed[run.workdir] = ' '.join(str(e).split())  # one line
+      logging.error('run %d/%d: %s failed: %s', i + 1, len(runs), run.workdir, e)
+      failures.append(f'seed {run.seed}: {failed[run.workdir]}')
+      continue
+    per_seed.append({k[len('eval/'):]: v for k, v in summary.items() if k.startswith('eval/')
+                     and isinstance(v, (int, float)) and not isinstance(v, bool)})
 
   axes = list(runs[0].setting)
-  names = sorted({m for _, per_seed in results.values() for r in per_seed for m in r})
+  names = sorted({m for _, per_seed, _ in results.values() for r in per_seed for m in r})
   rows = tables.summarize(
       [({a: flag_value(v) for a, v in setting.items()}, per_seed)
-       for setting, per_seed in results.values()], names)
-  print(tables.write_results(workdir, rows, [*axes, 'seeds'], names))
+       for setting, per_seed, _ in results.values()], names)
+  labels = [*axes, 'seeds']
+  if failed:  # the seeds column counts the finished runs only
+    labels.append('failed')
+    for row, (_, _, failures) in zip(rows, results.values()):
+      row['failed'] = '; '.join(failures)
+  print(tables.write_results(workdir, rows, labels, names))
   out = {f'eval/{folder}/{m}': row[f'{m}_mean']
          for folder, row in zip(results, rows) for m in names}
-  out.update(num_runs=len(runs), num_runs_trained=trained, experiment=EXPERIMENT,
-             config=config.to_dict(), wall_time_s=time.time() - t_start)
+  out.update(num_runs=len(runs), num_runs_trained=trained, failed_runs=failed,
+             experiment=EXPERIMENT, config=config.to_dict(), wall_time_s=time.time() - t_start)
   writers.write_json(os.path.join(workdir, 'summary.json'), out)
+  if failed:
+    raise ValueError(f'{len(failed)} of {len(runs)} runs failed (the tables in {workdir} hold '
+                     'the others): ' + '; '.join(f'{w}: {r}' for w, r in failed.items()))
   return out
 
 
@@ -452,8 +438,9 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
 
 def main() -> None:
   """``python -m experiments.sweep``: flags as in the module docstring; any bad input or a
-  failed run exits with one line ``error: ...`` and status 1; SIGTERM during a run exits as
-  that experiment does (its checkpoint saved, status 143)."""
+  failed run (with ``--keep_going``: any failed run, at the end) exits with one line
+  ``error: ...`` and status 1; SIGTERM during a run exits as that experiment does (its
+  checkpoint saved, status 143)."""
   experiment = flags.DEFINE_string('experiment', None, f'One of {", ".join(EXPERIMENTS)}.',
                                    required=True)
   workdir = flags.DEFINE_string('workdir', None, 'Root folder of the runs and tables.',
@@ -464,6 +451,8 @@ def main() -> None:
   base = flags.DEFINE_string('base', 'default', 'default: get_config(); smoke: smoke_config().')
   print_commands = flags.DEFINE_bool('print_commands', False, 'Print one command per run '
                                      'and exit without training.')
+  keep_going = flags.DEFINE_bool('keep_going', False, 'Record a failed run and go on with '
+                                 'the others; exit 1 at the end naming the failed runs.')
 
   def run_main(argv):
     if len(argv) > 1:
@@ -476,7 +465,7 @@ def main() -> None:
         print('\n'.join(command_lines(experiment.value, runs, sets.value)))
         return
       run_sweep(experiment.value, workdir.value, seeds=run_seeds, sets=sets.value,
-                base=base.value)
+                base=base.value, keep_going=keep_going.value)
     except ValueError as e:
       sys.exit(f'error: {e}')
     except loop.Preempted as e:  # the run in progress saved its checkpoint: rerun resumes

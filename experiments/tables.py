@@ -8,11 +8,14 @@ fields), then ``seeds``, then ``<metric>_mean`` and ``<metric>_std`` for each me
 from __future__ import annotations
 
 import csv
+import io
 import os
 from typing import Sequence
 
 import jax
 import numpy as np
+
+from jaxssl import fileio
 
 
 def summarize(groups: Sequence[tuple[dict, list[dict]]], metrics: Sequence[str]) -> list[dict]:
@@ -26,13 +29,14 @@ def summarize(groups: Sequence[tuple[dict, list[dict]]], metrics: Sequence[str])
   Returns:
     One dict per row: the labels, ``seeds`` (the number of runs), and for each metric
     ``<metric>_mean`` and ``<metric>_std`` (sample std, ddof=1; NaN for one seed). Both are
-    None when a run of the row lacks the metric.
+    None when the row has no runs (e.g. every seed of a sweep's setting failed) or a run of
+    the row lacks the metric.
   """
   out = []
   for labels, runs in groups:
     row = dict(labels, seeds=len(runs))
     for m in metrics:
-      if any(m not in r for r in runs):
+      if not runs or any(m not in r for r in runs):
         row[f'{m}_mean'] = row[f'{m}_std'] = None
         continue
       values = np.array([r[m] for r in runs], np.float64)
@@ -63,17 +67,17 @@ def markdown(rows: list[dict], labels: Sequence[str], metrics: Sequence[str]) ->
 def write_results(workdir: str, rows: list[dict], labels: Sequence[str],
                   metrics: Sequence[str]) -> str:
   """Writes ``WORKDIR/results.md`` (``markdown``) and ``WORKDIR/results.csv`` (every column
-  of ``rows``, full precision, empty where None); only process 0 writes.
+  of ``rows``, full precision, empty where None), each atomically; only process 0 writes.
 
   Returns:
     The Markdown text.
   """
   text = markdown(rows, labels, metrics)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'results.md'), 'w', encoding='utf-8') as f:
-      f.write(text)
-    with open(os.path.join(workdir, 'results.csv'), 'w', newline='', encoding='utf-8') as f:
-      writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-      writer.writeheader()
-      writer.writerows(rows)
+    fileio.write_atomic(os.path.join(workdir, 'results.md'), text)
+    out = io.StringIO(newline='')
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    fileio.write_atomic(os.path.join(workdir, 'results.csv'), out.getvalue())
   return text

@@ -50,13 +50,29 @@ def initialize_distributed() -> None:
 
   ``JAX_INITIALIZATION_TIMEOUT`` (seconds; JAX's default is 300) bounds the wait for every
   process to connect: a process whose peers never start fails after it instead of hanging.
+
+  Raises:
+    ValueError: one of those variables is not a whole number in range (names it).
   """
-  env = os.environ
-  kwargs = ({'num_processes': int(env['JAX_NUM_PROCESSES']),
-             'process_id': int(env['JAX_PROCESS_ID'])} if 'JAX_NUM_PROCESSES' in env else {})
-  if env.get('JAX_INITIALIZATION_TIMEOUT'):
-    kwargs['initialization_timeout'] = int(env['JAX_INITIALIZATION_TIMEOUT'])
+  kwargs = {}
+  if 'JAX_NUM_PROCESSES' in os.environ:
+    kwargs.update(num_processes=_env_int('JAX_NUM_PROCESSES', minimum=1),
+                  process_id=_env_int('JAX_PROCESS_ID', minimum=0))
+  if os.environ.get('JAX_INITIALIZATION_TIMEOUT'):
+    kwargs['initialization_timeout'] = _env_int('JAX_INITIALIZATION_TIMEOUT', minimum=1)
   jax.distributed.initialize(**kwargs)
+
+
+def _env_int(name: str, *, minimum: int) -> int:
+  """The environment variable ``name`` as an int >= ``minimum``; ValueError naming it."""
+  value = os.environ.get(name, '')
+  try:
+    number = int(value)
+  except ValueError:
+    number = None
+  if number is None or number < minimum:
+    raise ValueError(f'environment variable {name}={value!r} must be an integer >= {minimum}')
+  return number
 
 
 def mesh_config(*, data: int = -1, fsdp: int = 1) -> ml_collections.ConfigDict:

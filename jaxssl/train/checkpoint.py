@@ -14,6 +14,7 @@ import shutil
 import time
 
 import jax
+import numpy as np
 from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
@@ -55,13 +56,22 @@ def abstract_like(state, shardings):
                       state, shardings)
 
 
+# What Orbax raises for a damaged checkpoint (measured with 0.12: truncated files give
+# JSONDecodeError/ValueError, a missing item folder KeyError, missing data files TensorStore's
+# ValueError, unreadable files OSError). Anything else (out of memory, a device error) is not
+# damage and propagates.
+DAMAGE_ERRORS = (OSError, ValueError, LookupError)
+
+
 def restore_latest(manager: ocp.CheckpointManager, target):
   """Restores the newest checkpoint that reads back, onto ``target``'s shapes and shardings.
 
-  A checkpoint that fails to read (truncated or deleted files) is reported with a warning
-  naming its folder, and the next older one is tried. When an older one reads back, the
-  damaged newer folders are moved to ``WORKDIR/damaged_checkpoints/<step>`` (kept for
-  inspection), so the resumed run can save those steps again.
+  A checkpoint that fails to read (truncated or deleted files: ``DAMAGE_ERRORS``) is
+  reported with a warning naming its folder, and the next older one is tried. When an older
+  one reads back, the damaged newer folders are moved to ``WORKDIR/damaged_checkpoints/<step>``
+  (kept for inspection), so the resumed run can save those steps again. With several
+  processes, each reads its own shards: a step counts as read only when every process read
+  it (an all-gather per step tried), so all of them resume from the same step.
 
   Args:
     manager: from ``make_manager``.
@@ -77,12 +87,15 @@ def restore_latest(manager: ocp.CheckpointManager, target):
   steps = sorted(manager.all_steps(), reverse=True)
   failures = []
   for step in steps:
+    restored, reason = None, None
     try:
       restored = manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-    except Exception as e:  # Orbax raises many types for damaged files.  pylint: disable=broad-except
-      where = os.path.join(str(manager.directory), str(step))
+    except DAMAGE_ERRORS as e:
       reason = f'{type(e).__name__}: {_first_line(e)}'
+    if not _on_every_process(reason is None):
+      where = os.path.join(str(manager.directory), str(step))
+      reason = reason or 'another process could not read its part'
       logging.warning('checkpoint %s could not be restored (%s); trying an older one', where,
                       reason)
       failures.append(f'{where}: {reason}')
@@ -94,6 +107,13 @@ def restore_latest(manager: ocp.CheckpointManager, target):
     raise NoReadableCheckpoint('no checkpoint in the workdir could be restored:\n'
                                + '\n'.join(failures))
   return None, None, None
+
+
+def _on_every_process(ok: bool) -> bool:
+  """True when ``ok`` holds on every process (an all-gather; no communication with one)."""
+  if jax.process_count() == 1:
+    return ok
+  return bool(np.all(multihost_utils.process_allgather(np.asarray(ok))))
 
 
 def _first_line(e: Exception, limit: int = 200) -> str:
@@ -175,7 +195,8 @@ def open_workdir(workdir: str, *, experiment: str, config) -> dict:
   Raises:
     ValueError: checkpoints of another experiment or an incompatible config (see
       ``config_checks.check_workdir``), or, in a workdir without checkpoints (k-means,
-      compare), a ``summary.json`` written by another experiment or not readable.
+      compare, a run that stopped before its first save), a ``run_info.json`` or
+      ``summary.json`` written by another experiment or not readable.
   """
   # pylint: disable-next=import-outside-toplevel
   from jaxssl.train import config_checks, provenance, writers
@@ -188,7 +209,7 @@ def open_workdir(workdir: str, *, experiment: str, config) -> dict:
     finally:
       manager.close()
   if not meta:
-    _check_summary_owner(workdir, experiment)
+    _check_owner(workdir, experiment)
   writers.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
   if jax.process_index() == 0:  # only it writes; the others skip the git calls too
     provenance.append_run_record(workdir, provenance.run_record(
@@ -196,20 +217,28 @@ def open_workdir(workdir: str, *, experiment: str, config) -> dict:
   return meta
 
 
-def _check_summary_owner(workdir: str, experiment: str) -> None:
-  """Raises ValueError if ``WORKDIR/summary.json`` names another experiment (or is not JSON)."""
-  path = os.path.join(workdir, 'summary.json')
-  if not os.path.exists(path):
-    return
-  try:
-    with open(path, encoding='utf-8') as f:
-      owner = json.load(f).get('experiment')
-  except (OSError, ValueError, AttributeError) as e:
-    raise ValueError(f'{path} is not a readable summary ({e}); delete it (checkpoints are '
-                     'kept and a rerun evaluates again) or use another --workdir') from e
-  if owner not in (None, experiment):
-    raise ValueError(f'workdir {workdir} holds the results of experiment {owner!r}, not '
-                     f'{experiment!r}: use another --workdir')
+def _check_owner(workdir: str, experiment: str) -> None:
+  """Raises ValueError if ``WORKDIR/run_info.json`` (a record per start, also of runs that
+  crashed before their summary) or ``summary.json`` names another experiment, or is not
+  readable JSON."""
+  for name, advice in (('run_info.json', 'move it away'),
+                       ('summary.json', 'delete it (checkpoints are kept and a rerun '
+                                        'evaluates again)')):
+    path = os.path.join(workdir, name)
+    if not os.path.exists(path):
+      continue
+    try:
+      with open(path, encoding='utf-8') as f:
+        content = json.load(f)
+      records = content if isinstance(content, list) else [content]
+      owners = {r.get('experiment') for r in records} - {None}
+    except (OSError, ValueError, AttributeError) as e:
+      raise ValueError(f'{path} is not readable ({e}); {advice} or use another '
+                       '--workdir') from e
+    if owners - {experiment}:
+      raise ValueError(f'workdir {workdir} holds a run of experiment '
+                       f'{sorted(owners - {experiment})[0]!r}, not {experiment!r} (see {path}): '
+                       'use another --workdir')
 
 
 def check_data(saved_meta: dict, info: dict, workdir: str) -> None:

@@ -70,9 +70,9 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-    if multiprocess.value:
-      mesh_lib.initialize_distributed()
     try:
+      if multiprocess.value:
+        mesh_lib.initialize_distributed()
       summary = train_and_evaluate(config.value, workdir.value)
     except RUN_ERRORS as e:
       sys.exit(f'error: {e}')

@@ -22,11 +22,59 @@ RESUMABLE_CHANGES = ('num_train_steps', 'log_every_steps', 'eval_every_steps',
 
 
 def get(config: ml_collections.ConfigDict, field: str):
-  """Value of a dotted field such as 'optim.learning_rate'."""
+  """Value of a dotted field such as 'optim.learning_rate'.
+
+  Raises:
+    KeyError: a part of ``field`` is missing (AttributeError or TypeError below a leaf).
+  """
   value = config
   for part in field.split('.'):
     value = value[part]
   return value
+
+
+def set_field(config: ml_collections.ConfigDict, field: str, value) -> None:
+  """Sets a dotted field such as 'optim.learning_rate' in place.
+
+  Raises:
+    KeyError: a group on the path is missing; as ``ConfigDict.__setitem__`` for a locked
+      config (a new field) or a value of another type.
+  """
+  *groups, name = field.split('.')
+  parent = get(config, '.'.join(groups)) if groups else config
+  parent[name] = value
+
+
+def field_type(config: ml_collections.ConfigDict, field: str) -> type:
+  """The declared type of a dotted field: that of its value, or of a placeholder's default
+  (``config_dict.placeholder(int)`` -> int); ``ConfigDict`` for a group of fields.
+
+  Raises:
+    KeyError: as ``get``.
+  """
+  *groups, name = field.split('.')
+  parent = get(config, '.'.join(groups)) if groups else config
+  return parent.get_type(name)
+
+
+def flatten(tree: dict, prefix: str = '') -> dict:
+  """{dotted field: value} of every leaf of a nested dict (e.g. ``ConfigDict.to_dict()``),
+  in the dict's order: ``{'optim': {'b1': 0.9}}`` -> ``{'optim.b1': 0.9}``. An empty group
+  has no leaf, so it does not appear."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def as_json(tree: dict) -> dict:
+  """``tree`` as it reads back from JSON: tuples become lists, values JSON cannot hold
+  become their ``str`` (as ``writers.write_json`` stores them). Compare configs this way
+  with what a workdir recorded."""
+  return json.loads(json.dumps(tree, default=str))
 
 
 def _each(config, fields, ok, what):
@@ -82,7 +130,8 @@ def check_training(config: ml_collections.ConfigDict, num_devices: int,
   positive(config, 'global_batch_size', 'num_train_steps', 'eval.global_batch_size',
            'optim.grad_accum_steps', 'max_checkpoints_to_keep')
   non_negative(config, 'log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
-               'optim.warmup_steps', 'optim.weight_decay', 'optim.grad_clip_norm', 'seed')
+               'optim.warmup_steps', 'optim.weight_decay', 'optim.grad_clip_norm',
+               'optim.skip_nonfinite_updates', 'seed')
   in_unit_interval(config, 'optim.b1', 'optim.b2')
   positive_float(config, 'optim.learning_rate', 'optim.eps')
   one_of(config, 'optim.decay', ('linear', 'cosine', 'constant'))
@@ -103,26 +152,12 @@ def check_training(config: ml_collections.ConfigDict, num_devices: int,
                        f'{process_count} processes')
 
 
-def _flatten(d: dict, prefix: str = '') -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = v
-  return out
-
-
-def _as_json(d: dict) -> dict:
-  return json.loads(json.dumps(d, default=str))
-
-
 def config_differences(saved: dict, current: dict) -> list[str]:
   """Dotted fields whose values differ, ignoring ``RESUMABLE_CHANGES``.
 
   Both sides are compared as JSON would store them (a tuple equals the list it is saved as).
   """
-  a, b = _flatten(_as_json(saved)), _flatten(_as_json(current))
+  a, b = flatten(as_json(saved)), flatten(as_json(current))
   return sorted(f for f in set(a) | set(b)
                 if f not in RESUMABLE_CHANGES and a.get(f) != b.get(f))
 
@@ -149,8 +184,8 @@ def check_workdir(manager: ocp.CheckpointManager, experiment: str,
                        f'{meta.get("experiment")!r}, not {experiment!r}: use another --workdir')
     diffs = config_differences(meta.get('config', {}), config.to_dict())
     if diffs:
-      a = _flatten(_as_json(meta.get('config', {})))
-      b = _flatten(_as_json(config.to_dict()))
+      a = flatten(as_json(meta.get('config', {})))
+      b = flatten(as_json(config.to_dict()))
       details = ', '.join(f'{f}: {a.get(f)!r} in the checkpoint vs {b.get(f)!r} now'
                           for f in diffs)
       raise ValueError(f'workdir {manager.directory} was trained with another config '

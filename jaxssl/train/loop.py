@@ -84,32 +84,56 @@ class Cadence:
 
 
 def _flush(pending: list[tuple[int, dict]], writer, *, elapsed_s: float,
-           tokens_per_step: int, examples_per_step: int) -> dict[str, float]:
-  """Moves pending per-step metrics to the host, checks them and writes their means."""
+           tokens_per_step: int, examples_per_step: int, max_skipped: int = 0,
+           streak: int = 0) -> tuple[dict[str, float], int]:
+  """Moves pending per-step metrics to the host, checks them and writes their means.
+
+  A step with a non-finite metric raises FloatingPointError, unless it is one of at most
+  ``max_skipped`` such steps in a row (``optim.skip_nonfinite_updates``: the optimizer
+  dropped its update); those are left out of the means and counted in ``skipped_steps``.
+  ``streak`` is the run of non-finite steps that ended the previous flush.
+
+  Returns:
+    (the written means, the run of non-finite steps at the end of this flush).
+  """
   steps = [s for s, _ in pending]
   values = jax.device_get([m for _, m in pending])
+  finite, skipped = [], 0
   for step, m in zip(steps, values):
-    for name, v in m.items():
-      if not np.all(np.isfinite(v)):
-        raise FloatingPointError(f'non-finite train/{name}={v} at step {step}; nothing after '
-                                 'the last good step was checkpointed (lower '
-                                 'optim.learning_rate or enable optim.grad_clip_norm)')
-  summary = {name: float(np.mean([m[name] for m in values])) for name in values[0]}
+    bad = [(name, v) for name, v in m.items() if not np.all(np.isfinite(v))]
+    streak = streak + 1 if bad else 0
+    if bad and streak > max_skipped:
+      name, v = bad[0]
+      raise FloatingPointError(
+          f'non-finite train/{name}={v} at step {step}'
+          + (f' ({streak} steps in a row, more than optim.skip_nonfinite_updates='
+             f'{max_skipped})' if max_skipped else '')
+          + '; nothing after the last good step was checkpointed (lower '
+          'optim.learning_rate or enable optim.grad_clip_norm)')
+    if bad:
+      skipped += 1
+      logging.warning('non-finite train/%s at step %d: its update was skipped', bad[0][0], step)
+    else:
+      finite.append(m)
+  summary = {name: float(np.mean([m[name] for m in finite])) for name in values[0]} if finite \
+      else {}
   if 'learning_rate' in summary:
-    summary['learning_rate'] = float(values[-1]['learning_rate'])
+    summary['learning_rate'] = float(finite[-1]['learning_rate'])
+  if max_skipped:
+    summary['skipped_steps'] = float(skipped)
   summary['steps_per_sec'] = len(steps) / elapsed_s
   if tokens_per_step:
     summary['tokens_per_sec'] = len(steps) * tokens_per_step / elapsed_s
   if examples_per_step:
     summary['examples_per_sec'] = len(steps) * examples_per_step / elapsed_s
   writer.write_scalars(steps[-1], {f'train/{k}': v for k, v in summary.items()})
-  return summary
+  return summary, streak
 
 
 def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: jax.Array,
         cadence: Cadence, writer: metric_writers.MetricWriter, manager,
         meta: dict, eval_fn: Callable[[Any, int], dict[str, float]] | None = None,
-        tokens_per_step: int = 0, examples_per_step: int = 0,
+        tokens_per_step: int = 0, examples_per_step: int = 0, max_skipped_steps: int = 0,
         fail_at_step: int | None = None):
   """Trains from ``state.step`` to ``cadence.num_train_steps``.
 
@@ -125,63 +149,63 @@ def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: ja
     eval_fn: ``(state, step) -> {name: value}``; written as ``eval/<name>``.
     tokens_per_step: tokens per global batch, for ``train/tokens_per_sec`` (0: not written).
     examples_per_step: examples (images) per global batch, for ``train/examples_per_sec``.
+    max_skipped_steps: non-finite steps in a row that are tolerated because the optimizer
+      drops their updates (``optim.skip_nonfinite_updates``; 0: none).
     fail_at_step: test hook: raise ``SimulatedFault`` right after this step's work.
 
   Returns:
     (state, last_eval): the final state and the metrics of the last evaluation (or {}).
 
   Raises:
-    FloatingPointError: a non-finite train metric, naming the step. Metrics are checked at
-      every log point and before every checkpoint, so no checkpoint holds a diverged state.
+    FloatingPointError: a non-finite train metric (beyond ``max_skipped_steps`` in a row),
+      naming the step. Metrics are checked at every log point and before every checkpoint,
+      so no checkpoint holds a diverged state.
     Preempted: SIGTERM arrived; the step being dispatched when it arrived was finished and
       checkpointed (the save is complete when this is raised), its evaluation skipped. JAX
       runs ahead of the device, so that step can be a few past the one computing; a SIGTERM
-      during an evaluation is seen when the evaluation ends.
+      during an evaluation is seen when the evaluation ends. One arriving during the last
+      step's evaluation or save (one process) raises this once that save is complete; a
+      rerun restores the final step and evaluates it.
   """
   with _Preemption(manager) as preemption:
-    return _run(state, train_step=train_step, get_batch=get_batch, rng=rng, cadence=cadence,
-                writer=writer, manager=manager, meta=meta, eval_fn=eval_fn,
-                tokens_per_step=tokens_per_step, examples_per_step=examples_per_step,
-                fail_at_step=fail_at_step, preemption=preemption)
-
-
-def _run(state, *, train_step, get_batch, rng, cadence, writer, manager, meta, eval_fn,
-         tokens_per_step, examples_per_step, fail_at_step, preemption):
-  """The body of ``run``."""
-  first = int(jax.device_get(state.step))
-  report = periodic_actions.ReportProgress(num_train_steps=cadence.num_train_steps,
-                                           writer=writer, every_secs=30)
-  pending, last_eval = [], {}
-  t_log = time.perf_counter()
-  for step in range(first, cadence.num_train_steps):
-    state, metrics = train_step(state, get_batch(step), rng)
-    done = step + 1
-    pending.append((done, metrics))
-    report(done)
-    preempted = preemption.due(done)
-    checkpoint_due = preempted or cadence.due(cadence.checkpoint_every_steps, done)
-    if pending and (cadence.due(cadence.log_every_steps, done) or checkpoint_due):
-      now = time.perf_counter()
-      _flush(pending, writer, elapsed_s=now - t_log, tokens_per_step=tokens_per_step,
-             examples_per_step=examples_per_step)
-      pending, t_log = [], now
-    if eval_fn is not None and cadence.due(cadence.eval_every_steps, done) and not preempted:
-      with report.timed('eval'):
-        last_eval = eval_fn(state, done)
-      writer.write_scalars(done, {f'eval/{k}': v for k, v in last_eval.items()})
-      t_log = time.perf_counter()
-    if checkpoint_due:
-      checkpoint.save(manager, done, state, meta)
-    if preempted:
-      writer.flush()
-      manager.wait_until_finished()
-      raise Preempted(done)
-    if fail_at_step is not None and done == fail_at_step:
-      raise SimulatedFault(f'simulated fault after step {done}')
-  writer.flush()
-  manager.wait_until_finished()
-  logging.info('training finished at step %d', cadence.num_train_steps)
-  return state, last_eval
+    first = int(jax.device_get(state.step))
+    report = periodic_actions.ReportProgress(num_train_steps=cadence.num_train_steps,
+                                             writer=writer, every_secs=30)
+    pending, last_eval, streak = [], {}, 0
+    t_log = time.perf_counter()
+    for step in range(first, cadence.num_train_steps):
+      state, metrics = train_step(state, get_batch(step), rng)
+      done = step + 1
+      pending.append((done, metrics))
+      report(done)
+      preempted = preemption.due(done)
+      checkpoint_due = preempted or cadence.due(cadence.checkpoint_every_steps, done)
+      if pending and (cadence.due(cadence.log_every_steps, done) or checkpoint_due):
+        now = time.perf_counter()
+        _, streak = _flush(pending, writer, elapsed_s=now - t_log,
+                           tokens_per_step=tokens_per_step, examples_per_step=examples_per_step,
+                           max_skipped=max_skipped_steps, streak=streak)
+        pending, t_log = [], now
+      if eval_fn is not None and cadence.due(cadence.eval_every_steps, done) and not preempted:
+        with report.timed('eval'):
+          last_eval = eval_fn(state, done)
+        writer.write_scalars(done, {f'eval/{k}': v for k, v in last_eval.items()})
+        t_log = time.perf_counter()
+      if checkpoint_due:
+        checkpoint.save(manager, done, state, meta)
+      if preempted:
+        writer.flush()
+        manager.wait_until_finished()
+        raise Preempted(done)
+      if fail_at_step is not None and done == fail_at_step:
+        raise SimulatedFault(f'simulated fault after step {done}')
+    writer.flush()
+    manager.wait_until_finished()
+    if preemption.requested:  # arrived during the last step's evaluation or save
+      logging.warning('SIGTERM received after the last step: its checkpoint is saved')
+      raise Preempted(cadence.num_train_steps)
+    logging.info('training finished at step %d', cadence.num_train_steps)
+    return state, last_eval
 
 
 def sum_over_split(eval_fn: Callable, params, rows: dict, mesh, *,
@@ -302,6 +326,7 @@ def run_and_close(state, *, config, num_train_steps: int, train_step: Callable,
         rng=jax.random.fold_in(jax.random.key(config.seed), 1), cadence=cadence,
         writer=writer, manager=manager, meta=meta, eval_fn=eval_fn,
         tokens_per_step=tokens_per_step, examples_per_step=examples_per_step,
+        max_skipped_steps=config.optim.get('skip_nonfinite_updates', 0),
         fail_at_step=fail_at_step)
     if not last_eval:  # resumed at the final step: evaluate what was restored
       last_eval = eval_fn(state, int(jax.device_get(state.step)))

@@ -57,27 +57,35 @@ def make_optimizer(optim: ml_collections.ConfigDict,
   """Global-norm clipping followed by AdamW on the schedule of ``make_schedule``.
 
   Config fields: learning_rate, warmup_steps, decay, weight_decay, b1, b2, eps,
-  grad_clip_norm (0 disables clipping).
+  grad_clip_norm (0 disables clipping), skip_nonfinite_updates (0 disables; N > 0 wraps
+  everything in ``optax.apply_if_finite``: an update whose gradients hold a NaN or inf is
+  dropped, parameters and optimizer state unchanged, up to N steps in a row; the N + 1-th is
+  applied and the loop's check stops the run. Skipped steps do not advance the schedule).
   """
-  adamw = optax.adamw(make_schedule(optim, num_train_steps), b1=optim.b1, b2=optim.b2,
-                      eps=optim.eps, weight_decay=optim.weight_decay, mask=decay_mask)
+  tx = optax.adamw(make_schedule(optim, num_train_steps), b1=optim.b1, b2=optim.b2,
+                   eps=optim.eps, weight_decay=optim.weight_decay, mask=decay_mask)
   if optim.grad_clip_norm > 0:
-    return optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), adamw)
-  return adamw
+    tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), tx)
+  if optim.get('skip_nonfinite_updates', 0) > 0:
+    tx = optax.apply_if_finite(tx, max_consecutive_errors=optim.skip_nonfinite_updates)
+  return tx
 
 
 def adamw_config(*, learning_rate: float, warmup_steps: int, decay: str = 'cosine',
                  weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999,
                  eps: float = 1e-8, grad_clip_norm: float = 0.0,
-                 grad_accum_steps: int = 1) -> ml_collections.ConfigDict:
+                 grad_accum_steps: int = 1,
+                 skip_nonfinite_updates: int = 0) -> ml_collections.ConfigDict:
   """The ``config.optim`` that ``make_optimizer`` reads (one definition for every experiment).
 
   Fields: learning_rate (peak AdamW rate), warmup_steps (linear from 0; 0 starts at the
   peak), decay ('linear' | 'cosine' | 'constant' after warmup), weight_decay (decoupled,
   never on biases or LayerNorm), b1, b2, eps (Adam), grad_clip_norm (global norm; 0
-  disables), grad_accum_steps (micro-batches per step, same update as one large batch).
+  disables), grad_accum_steps (micro-batches per step, same update as one large batch),
+  skip_nonfinite_updates (most non-finite updates dropped in a row; 0: the first one stops
+  the run, as production trainers' opt-in "skip bad steps").
   """
   return ml_collections.ConfigDict(dict(
       learning_rate=learning_rate, warmup_steps=warmup_steps, decay=decay,
       weight_decay=weight_decay, b1=b1, b2=b2, eps=eps, grad_clip_norm=grad_clip_norm,
-      grad_accum_steps=grad_accum_steps))
+      grad_accum_steps=grad_accum_steps, skip_nonfinite_updates=skip_nonfinite_updates))

@@ -33,3 +33,15 @@ def test_bad_input_is_one_error_line(module, flag, expected, tmp_path):
   assert rc == 1
   assert 'Traceback' not in stderr, stderr[-3000:]
   assert stderr.rstrip().splitlines()[-1].startswith(expected), stderr[-1000:]
+
+
+def test_bad_distributed_environment_is_one_error_line(tmp_path):
+  env = {**os.environ, 'JAX_COORDINATOR_ADDRESS': '127.0.0.1:1', 'JAX_NUM_PROCESSES': '2',
+         'JAX_PROCESS_ID': '0', 'JAX_INITIALIZATION_TIMEOUT': '10s'}
+  proc = subprocess.run([sys.executable, '-m', 'experiments.mlm_pretrain', '--multiprocess',
+                         f'--workdir={tmp_path / "w"}'], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 1
+  assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+  assert proc.stderr.rstrip().splitlines()[-1] == (
+      "error: environment variable JAX_INITIALIZATION_TIMEOUT='10s' must be an integer >= 1")

@@ -1,5 +1,5 @@
-"""The comparison table: its arithmetic by hand, and a tiny end-to-end run that reuses its
-finished runs."""
+"""The comparison table: its arithmetic by hand, and a tiny end-to-end run whose rerun
+trains and measures nothing and whose finished runs are never trained again."""
 
 import json
 import os
@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from experiments import compare
-from tests.experiments.helpers import smoke
+from experiments import autoencoder, compare, encoders
+from jaxssl.eval import representation
+from tests.experiments.helpers import evals, smoke
 
 
 def test_table_is_mean_and_sample_std_over_seeds():
@@ -32,7 +33,7 @@ def test_methods_from_the_command_line_may_be_one_comma_separated_string():
   assert compare._methods(config) == ('vae', 'byol')  # pylint: disable=protected-access
 
 
-def test_tiny_comparison_writes_tables_and_reuses_its_runs(cache_dir, tmp_path):
+def test_tiny_comparison_writes_tables_and_reuses_its_runs(cache_dir, tmp_path, monkeypatch):
   config = compare.get_config()
   config.smoke = True
   config.methods = ('autoencoder',)
@@ -50,14 +51,42 @@ def test_tiny_comparison_writes_tables_and_reuses_its_runs(cache_dir, tmp_path):
     for metric in compare.METRICS:
       assert summary[f'eval/{name}/{metric}'] == pytest.approx(
           np.mean([r[metric] for r in runs[name]]))
-  run_summary_path = os.path.join(workdir, 'autoencoder', 'steps_4', 'seed_1', 'summary.json')
-  run_summary = json.load(open(run_summary_path))
+  run_dirs = [os.path.join(workdir, 'autoencoder', 'steps_4', f'seed_{s}') for s in (0, 1)]
+  run_summary = json.load(open(os.path.join(run_dirs[1], 'summary.json')))
   assert run_summary['step'] == 4 and run_summary['seed'] == 1
-  again = compare.train_and_evaluate(config, workdir)  # finished runs: nothing retrains
-  run_summary = json.load(open(run_summary_path))
-  assert run_summary['restored_from_step'] == 4
-  assert {k: v for k, v in again.items() if k.startswith('eval/')} == {
-      k: v for k, v in summary.items() if k.startswith('eval/')}
+  run_files = [os.path.join(d, name) for d in run_dirs
+               for name in ('summary.json', 'run_info.json')]
+  files = run_files + [os.path.join(workdir, n) for n in ('summary.json', 'run_info.json')]
+  stamps = {f: os.stat(f).st_mtime_ns for f in files}
+
+  def must_not_run(*args, **kwargs):
+    raise AssertionError('a finished comparison must not train, load or measure again')
+
+  # The same comparison again: read back, nothing trained, restored or measured.
+  with monkeypatch.context() as m:
+    for target, name in [(autoencoder, 'train_and_evaluate'), (encoders, 'load'),
+                         (representation, 'evaluate_representation')]:
+      m.setattr(target, name, must_not_run)
+    again = compare.train_and_evaluate(config, workdir)
+  assert evals(again) == evals(summary)
+  assert {f: os.stat(f).st_mtime_ns for f in files} == stamps
+
+  # Another protocol over the same finished runs: measured again, no run trained or evaluated.
+  config.eval.knn_k = 3
+  measured = []
+  evaluate = representation.evaluate_representation
+
+  def counting(*args, **kwargs):
+    measured.append(1)
+    return evaluate(*args, **kwargs)
+
+  with monkeypatch.context() as m:
+    m.setattr(autoencoder, 'train_and_evaluate', must_not_run)
+    m.setattr(representation, 'evaluate_representation', counting)
+    compare.train_and_evaluate(config, workdir)
+  assert len(measured) == 2 * 3  # per seed: raw pixels, the trained and the random encoder
+  assert {f: os.stat(f).st_mtime_ns for f in run_files} == {f: stamps[f] for f in run_files}
+  assert json.load(open(os.path.join(workdir, 'summary.json')))['config']['eval']['knn_k'] == 3
   config.max_train_steps = 3  # another run length: new runs beside the old ones
   compare.train_and_evaluate(config, workdir)
   run_dir = os.path.join(workdir, 'autoencoder', 'steps_3', 'seed_1')

@@ -9,13 +9,18 @@ the reference results come from an uninterrupted run of the same config.
 import logging
 import os
 import shutil
+import signal
 
+import jax
 import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from experiments import autoencoder, mlm_pretrain
 from jaxssl.parallel import sharding
 from jaxssl.train import checkpoint, loop
+from jaxssl.train import state as state_lib
 from tests.experiments.helpers import batch_getter_sending_sigterm, evals, save_killed_at, smoke
 
 MODULES = [autoencoder, mlm_pretrain]
@@ -127,3 +132,86 @@ def test_sigterm_in_the_last_step_checkpoints_it_and_skips_the_evaluation(smoke_
   resumed = autoencoder.train_and_evaluate(smoke(autoencoder, cache_dir), workdir)
   assert resumed['restored_from_step'] == 6
   assert evals(resumed) == evals(reference)
+
+
+def test_sigterm_during_the_final_save_is_acted_on_once_it_is_complete(smoke_run, cache_dir,
+                                                                       tmp_path, monkeypatch):
+  # The signal arrives after the last step's preemption check (inside its checkpoint save):
+  # the run stops with Preempted once that save is complete, instead of carrying on.
+  _, reference = smoke_run(autoencoder)
+  save = checkpoint.save
+
+  def save_then_sigterm(manager, step, state, meta):
+    save(manager, step, state, meta)
+    if step == 6:
+      os.kill(os.getpid(), signal.SIGTERM)
+  monkeypatch.setattr(checkpoint, 'save', save_then_sigterm)
+  workdir = str(tmp_path / 'w')
+  with pytest.raises(loop.Preempted, match='at step 6'):
+    autoencoder.train_and_evaluate(smoke(autoencoder, cache_dir), workdir)
+  assert not os.path.exists(os.path.join(workdir, 'summary.json'))
+  monkeypatch.setattr(checkpoint, 'save', save)
+  resumed = autoencoder.train_and_evaluate(smoke(autoencoder, cache_dir), workdir)
+  assert resumed['restored_from_step'] == 6  # the save was complete
+  assert evals(resumed) == evals(reference)
+
+
+def _poison_steps(monkeypatch, state_steps):
+  """Steps whose ``state.step`` going in is in ``state_steps`` get NaN gradients (inside the
+  jitted step) and a NaN loss: what a bad batch or an overflow does."""
+  apply_gradients, jit_train_step = state_lib.apply_gradients, sharding.jit_train_step
+  bad = jnp.asarray(sorted(state_steps))
+
+  def apply_poisoned(state, grads, tx):
+    nan_here = jnp.isin(state.step, bad)
+    return apply_gradients(state, jax.tree.map(
+        lambda g: jnp.where(nan_here, jnp.nan, g), grads), tx)
+
+  def jit_poisoned(*args, **kwargs):
+    step_fn = jit_train_step(*args, **kwargs)
+
+    def run(state, batch, rng):
+      poison = int(state.step) in state_steps  # read before the step donates the state
+      new_state, metrics = step_fn(state, batch, rng)
+      return new_state, dict(metrics, loss=metrics['loss'] * jnp.nan) if poison else metrics
+    return run
+
+  monkeypatch.setattr(state_lib, 'apply_gradients', apply_poisoned)
+  monkeypatch.setattr(sharding, 'jit_train_step', jit_poisoned)
+
+
+def _params(workdir, step):
+  state = ocp.StandardCheckpointer().restore(
+      os.path.join(workdir, 'checkpoints', str(step), 'state'))
+  return jax.tree.leaves(state['params'])
+
+
+def test_skip_nonfinite_updates_drops_the_bad_step_and_finishes(cache_dir, tmp_path,
+                                                                 monkeypatch, caplog):
+  _poison_steps(monkeypatch, {5})  # the last step (6)
+  workdir = str(tmp_path / 'w')
+  with caplog.at_level(logging.WARNING):
+    summary = autoencoder.train_and_evaluate(
+        smoke(autoencoder, cache_dir, checkpoint_every_steps=1,
+              **{'optim.skip_nonfinite_updates': 1}), workdir)
+  assert summary['step'] == 6 and all(np.isfinite(v) for v in evals(summary).values())
+  assert any('non-finite train/loss at step 6: its update was skipped' in r.getMessage()
+             for r in caplog.records)
+  for before, after in zip(_params(workdir, 5), _params(workdir, 6)):  # the update dropped
+    np.testing.assert_array_equal(before, after)
+  assert any(np.any(a != b) for a, b in zip(_params(workdir, 4), _params(workdir, 5)))
+
+
+def test_more_nonfinite_steps_in_a_row_than_allowed_stop_the_run(cache_dir, tmp_path,
+                                                                  monkeypatch):
+  _poison_steps(monkeypatch, {3, 4})  # steps 4 and 5: two in a row, one allowed
+  workdir = str(tmp_path / 'w')
+  with pytest.raises(FloatingPointError, match=r'train/loss=nan at step 5 \(2 steps in a row, '
+                     r'more than optim.skip_nonfinite_updates=1\)'):
+    autoencoder.train_and_evaluate(
+        smoke(autoencoder, cache_dir, checkpoint_every_steps=1,
+              **{'optim.skip_nonfinite_updates': 1}), workdir)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '3', '4']
+  for before, after in zip(_params(workdir, 3), _params(workdir, 4)):  # step 4 was skipped
+    np.testing.assert_array_equal(before, after)
+  assert not os.path.exists(os.path.join(workdir, 'summary.json'))

@@ -11,6 +11,7 @@ runs out, all of them are killed and the test fails with each one's log tail.
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,16 +32,18 @@ RUN_TIMEOUT_S = 150  # one group of concurrent runs (each takes about 20-45 s on
 INIT_TIMEOUT_S = 60  # JAX_INITIALIZATION_TIMEOUT for the runs whose peers do start
 
 
-def _config(cache_dir):
+def _config(cache_dir, steps=STEPS, every=EVERY):
   config = mlm_pretrain.smoke_config()
-  config.num_train_steps, config.checkpoint_every_steps = STEPS, EVERY
+  config.num_train_steps, config.checkpoint_every_steps = steps, every
+  config.log_every_steps = min(config.log_every_steps, every)
   config.data.cache_dir = cache_dir
   return config
 
 
-def _flags(workdir, cache_dir):
+def _flags(workdir, cache_dir, steps=STEPS, every=EVERY):
   """Command-line overrides turning the default config into ``_config``."""
-  return [f'--workdir={workdir}', *command_flags(mlm_pretrain, _config(cache_dir))]
+  return [f'--workdir={workdir}',
+          *command_flags(mlm_pretrain, _config(cache_dir, steps, every))]
 
 
 def _free_port() -> int:
@@ -68,17 +71,19 @@ def _pair_env(port, process_id, **extra):
 
 @pytest.fixture
 def spawn(tmp_path):
-  """``spawn(name, workdir, cache_dir, env, *extra_flags) -> Popen``; output goes to
+  """``spawn(name, workdir, cache_dir, env, *extra_flags, steps=, every=) -> Popen``
+  (``steps`` train steps, a checkpoint every ``every``); output goes to
   ``tmp_path/<name>.log`` (a pipe could fill and block the child). Processes still running
   when the test ends are killed."""
   procs = []
 
-  def start(name, workdir, cache_dir, env, *extra):
+  def start(name, workdir, cache_dir, env, *extra, steps=STEPS, every=EVERY):
     log = str(tmp_path / f'{name}.log')
     with open(log, 'wb') as out:
       proc = subprocess.Popen(
-          [sys.executable, '-m', 'experiments.mlm_pretrain', *_flags(workdir, cache_dir),
-           *extra], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+          [sys.executable, '-m', 'experiments.mlm_pretrain',
+           *_flags(workdir, cache_dir, steps, every), *extra], cwd=ROOT, env=env, stdout=out,
+          stderr=subprocess.STDOUT)
     proc.name, proc.log = name, log
     procs.append(proc)
     return proc
@@ -187,8 +192,8 @@ def test_two_processes_match_one_and_a_single_process_restores(tmp_path, spawn):
 
 def test_a_missing_peer_fails_within_the_initialization_timeout(tmp_path, spawn):
   # Only process 0 of 2 starts: it must exit non-zero soon after JAX_INITIALIZATION_TIMEOUT
-  # (10 s; JAX's default would wait 300 s), not hang. Measured about 20 s in all.
-  start = time.monotonic()
+  # (10 s; JAX's default would wait 300 s), not hang: _wait fails the test after 90 s.
+  # Measured about 20 s in all.
   proc = spawn('lonely', str(tmp_path / 'w'), str(tmp_path / 'cache'),
                _pair_env(_free_port(), 0, JAX_INITIALIZATION_TIMEOUT=10), '--multiprocess')
   (returncode,) = _wait([proc], timeout_s=90, check=False)
@@ -196,4 +201,63 @@ def test_a_missing_peer_fails_within_the_initialization_timeout(tmp_path, spawn)
   with open(proc.log, encoding='utf-8', errors='replace') as f:
     log = f.read()
   assert 'DEADLINE_EXCEEDED' in log, _tails([proc])
-  assert time.monotonic() - start < 90
+
+
+LONG, EVERY_LONG = 90, 30  # a run long enough to be preempted after its first checkpoint
+
+
+def _preempted_step(proc):
+  with open(proc.log, encoding='utf-8', errors='replace') as f:
+    lines = [l for l in f.read().splitlines() if l.startswith('preempted (SIGTERM) at step ')]
+  assert lines, _tails([proc])
+  return int(lines[-1].split('at step ')[1].split(':')[0])
+
+
+def test_sigterm_to_one_process_stops_both_at_one_step_and_a_damaged_checkpoint_falls_back(
+    tmp_path, spawn):
+  # SIGTERM reaches process 1 only: JAX's preemption sync point makes both save the same
+  # step and exit 143; the pair resumes to the reference's metrics. Then the final
+  # checkpoint of a copy is damaged: both processes agree to fall back to the one before.
+  cache = str(tmp_path / 'cache')
+  corpus.load_corpus(_config(cache).data)
+  ref, two = str(tmp_path / 'ref'), str(tmp_path / 'two')
+  long = dict(steps=LONG, every=EVERY_LONG)
+  port = _free_port()
+  reference = spawn('reference', ref, cache, _env(local_devices=2), **long)
+  pair = [spawn(f'process{i}', two, cache,
+                _pair_env(port, i, JAX_INITIALIZATION_TIMEOUT=INIT_TIMEOUT_S),
+                '--multiprocess', **long) for i in (0, 1)]
+  first = os.path.join(two, 'checkpoints', str(EVERY_LONG))
+  deadline = time.monotonic() + 2 * RUN_TIMEOUT_S  # start-up, compilation, 30 steps
+  while not os.path.isdir(first) and all(p.poll() is None for p in pair):
+    assert time.monotonic() < deadline, _tails(pair)
+    time.sleep(0.01)
+  assert all(p.poll() is None for p in pair), f'ended before the SIGTERM:\n{_tails(pair)}'
+  pair[1].send_signal(signal.SIGTERM)
+  assert _wait(pair, RUN_TIMEOUT_S, check=False) == [143, 143], _tails(pair)
+  step = _preempted_step(pair[0])
+  assert _preempted_step(pair[1]) == step and EVERY_LONG < step < LONG
+  _wait([reference], RUN_TIMEOUT_S)
+  ref_evals, _ = _summary(ref)
+
+  port = _free_port()
+  _wait([spawn(f'resumed{i}', two, cache, _pair_env(port, i, JAX_INITIALIZATION_TIMEOUT=60),
+               '--multiprocess', **long) for i in (0, 1)], RUN_TIMEOUT_S)
+  evals, summary = _summary(two)
+  assert summary['restored_from_step'] == step
+  assert evals == ref_evals
+
+  damaged = str(tmp_path / 'damaged')
+  shutil.copytree(two, damaged)
+  saved = sorted(int(d) for d in os.listdir(os.path.join(damaged, 'checkpoints')))
+  assert saved[-1] == LONG and step in saved
+  for root, _, files in os.walk(os.path.join(damaged, 'checkpoints', str(LONG), 'state')):
+    for name in files:
+      open(os.path.join(root, name), 'w').close()  # truncated to zero bytes
+  port = _free_port()
+  _wait([spawn(f'fallback{i}', damaged, cache, _pair_env(port, i, JAX_INITIALIZATION_TIMEOUT=60),
+               '--multiprocess', **long) for i in (0, 1)], RUN_TIMEOUT_S)
+  evals, summary = _summary(damaged)
+  assert summary['restored_from_step'] == saved[-2]
+  assert evals == ref_evals
+  assert os.listdir(os.path.join(damaged, 'damaged_checkpoints')) == [str(LONG)]

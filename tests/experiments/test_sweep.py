@@ -101,6 +101,54 @@ def test_grid_tables_are_recomputed_from_the_runs_and_finished_runs_never_retrai
   assert [_read(os.path.join(root, n)) for n in ('results.md', 'results.csv')] == tables
 
 
+def test_without_keep_going_the_first_failed_run_stops_the_sweep(tmp_path, monkeypatch):
+  root = str(tmp_path / 'sweep')
+  calls = []
+
+  def diverging(config, workdir):
+    calls.append(os.path.relpath(workdir, root))
+    raise FloatingPointError('non-finite train/loss=nan at step 2')
+
+  monkeypatch.setattr(kmeans, 'train_and_evaluate', diverging)
+  with pytest.raises(ValueError) as e:
+    sweep.run_sweep('kmeans', root, seeds=(0, 1), sets=['method.init=k-means++,random'],
+                    base='smoke')
+  assert str(e.value) == (f'{root}/{FOLDERS[0]}/seed_0: non-finite train/loss=nan at step 2')
+  assert calls == [f'{FOLDERS[0]}/seed_0']
+  assert not os.path.exists(os.path.join(root, 'results.md'))
+
+
+def test_keep_going_records_a_diverged_setting_and_still_trains_the_others(cache_dir,
+                                                                         tmp_path):
+  # Adam's first steps are about the learning rate in size, so lr=1e30 overflows the weights
+  # and the loss or gradient is non-finite within the smoke run's first log steps.
+  root = str(tmp_path / 'sweep')
+  sets = ['optim.learning_rate=1e30,1e-3', f'data.cache_dir={cache_dir}']
+  bad, good = (os.path.join(root, f'optim.learning_rate={lr}', 'seed_0')
+               for lr in ('1e+30', '0.001'))
+  with pytest.raises(ValueError) as e:
+    sweep.run_sweep('autoencoder', root, seeds=(0,), sets=sets, base='smoke', keep_going=True)
+  summary = json.loads(_read(os.path.join(root, 'summary.json')))
+  assert list(summary['failed_runs']) == [bad] and summary['num_runs_trained'] == 1
+  reason = summary['failed_runs'][bad]
+  assert 'non-finite' in reason and '\n' not in reason  # one line, e.g. from the loop's check
+  assert str(e.value) == (f'1 of 2 runs failed (the tables in {root} hold the others): '
+                          f'{bad}: {reason}')
+  run = json.loads(_read(os.path.join(good, 'summary.json')))
+  assert summary['eval/optim.learning_rate=0.001/mse'] == run['eval/mse']
+  assert summary['eval/optim.learning_rate=1e+30/mse'] is None
+  with open(os.path.join(root, 'results.csv'), newline='', encoding='utf-8') as f:
+    rows = list(csv.DictReader(f))
+  assert [(r['optim.learning_rate'], r['seeds'], r['failed']) for r in rows] == [
+      ('1e+30', '0', f'seed 0: {reason}'), ('0.001', '1', '')]  # seeds: the finished ones
+  assert rows[0]['mse_mean'] == '' and float(rows[1]['mse_mean']) == run['eval/mse']
+  metrics = sorted(k[len('eval/'):] for k in run if k.startswith('eval/'))
+  md = _read(os.path.join(root, 'results.md')).splitlines()
+  assert md[0] == '| optim.learning_rate | seeds | failed | ' + ' | '.join(metrics) + ' |'
+  assert md[2] == f'| 1e+30 | 0 | seed 0: {reason} | ' + ' | '.join(['-'] * len(metrics)) + ' |'
+  assert md[3].startswith('| 0.001 | 1 |  | ')
+
+
 @pytest.mark.parametrize('module, field, text, expected', [
     (autoencoder, 'optim.learning_rate', '1e-3', 0.001),
     (autoencoder, 'optim.learning_rate', '2', 2.0),
