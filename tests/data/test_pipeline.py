@@ -104,3 +104,10 @@ def test_eval_batches_per_process_cover_every_row_once():
 def test_eval_batches_rejects_indivisible_batch():
   with pytest.raises(ValueError, match='global_batch_size'):
     next(pipeline.eval_batches(_rows(4), global_batch_size=3, process_count=2))
+
+
+def test_epoch_permutation_is_drawn_once_and_shared_read_only():
+  first = pipeline.epoch_permutation(12, seed=5, epoch=0)
+  assert pipeline.epoch_permutation(12, seed=5, epoch=0) is first  # cached, not redrawn
+  with pytest.raises(ValueError):
+    first[0] = 0  # a caller cannot corrupt the cached order

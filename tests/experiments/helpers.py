@@ -1,7 +1,12 @@
 """Helpers shared by the experiment tests."""
 
+import collections
+import contextlib
 import os
+import re
 import signal
+
+import jax
 
 from experiments import sweep
 from jaxssl.train import checkpoint, loop
@@ -59,3 +64,27 @@ def batch_getter_sending_sigterm(at_step: int):
       return get_batch(step)
     return get
   return preempting_batch_getter
+
+
+# JAX reports every trace and XLA compilation through jax.monitoring, naming the function.
+_COMPILE_EVENTS = {'/jax/core/compile/jaxpr_trace_duration': 'trace',
+                   '/jax/core/compile/backend_compile_duration': 'compile'}
+TRAIN_STEP = re.compile(r'\btrain_step\b')  # 'jit(train_step)'; not 'eval_step', 'init'
+
+
+@contextlib.contextmanager
+def counting(name=TRAIN_STEP):
+  """Yields a Counter of 'trace' and 'compile' events of jitted functions matching ``name``
+  while the block runs (a recompilation adds one to each)."""
+  counts = collections.Counter()
+
+  def listen(event, duration_secs, **kwargs):
+    del duration_secs
+    if event in _COMPILE_EVENTS and name.search(str(kwargs.get('fun_name', ''))):
+      counts[_COMPILE_EVENTS[event]] += 1
+
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  try:
+    yield counts
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listen)

@@ -18,7 +18,8 @@ import pytest
 from experiments import autoencoder, byol, clm_pretrain, dcgan, mlm_pretrain, simclr, vae
 from jaxssl.data import text
 from jaxssl.train import checkpoint, loop
-from tests.experiments.helpers import batch_getter_sending_sigterm, evals, save_killed_at, smoke
+from tests.experiments.helpers import (batch_getter_sending_sigterm, counting, evals, save_killed_at,
+                                      smoke)
 
 LANGUAGE_MODELS = [mlm_pretrain, clm_pretrain]
 EXPERIMENTS = LANGUAGE_MODELS + [autoencoder, vae, dcgan, simclr, byol]
@@ -73,8 +74,11 @@ def test_interrupted_run_resumes_to_the_same_result(reference_run, cache_dir, tm
   workdir = str(tmp_path / 'w')
   with pytest.raises(loop.SimulatedFault):
     module.train_and_evaluate(smoke(module, cache_dir), workdir, fail_at_step=4)
-  # Step 4 is past the step-3 checkpoint: the resumed run replays step 4 from step 3.
-  resumed = module.train_and_evaluate(smoke(module, cache_dir), workdir)
+  # Step 4 is past the step-3 checkpoint: the resumed run replays step 4 from step 3. The
+  # restored state has the types the step returns: one compilation for steps 4-6.
+  with counting() as counts:
+    resumed = module.train_and_evaluate(smoke(module, cache_dir), workdir)
+  assert counts == {'trace': 1, 'compile': 1}, f'train_step over steps 4-6: {dict(counts)}'
   assert resumed['restored_from_step'] == 3
   assert evals(resumed) == evals(reference)
   jax.tree.map(np.testing.assert_array_equal, _params(workdir, 6), _params(ref_dir, 6))

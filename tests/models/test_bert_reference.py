@@ -1,7 +1,7 @@
 """Our MaskedLM against transformers' PyTorch BertForMaskedLM with the same weights.
 
-Optional: skips unless torch and transformers are installed (``pip install -e '.[torch]'``);
-never part of CI. transformers 5 has no Flax models, so the PyTorch model is the reference.
+Optional: skips unless torch and transformers are installed (``pip install -e '.[bench]'``
+in a separate virtualenv); never part of CI. transformers 5 has no Flax models, so the PyTorch model is the reference.
 """
 
 import jax

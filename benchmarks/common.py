@@ -1,0 +1,151 @@
+"""What the training-loop benchmarks share: an experiment's step and batches, and a rate timer.
+
+``build`` assembles the pieces an experiment's ``train_and_evaluate`` hands to
+``jaxssl.train.loop`` (the jitted step over the mesh, ``loop.batch_getter`` and a fresh
+TrainState) from the experiment's own functions, without checkpoints, writers or evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import time
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxssl.parallel import mesh as mesh_lib
+from jaxssl.parallel import sharding
+from jaxssl.train import loop
+
+# The training experiments, by module name under ``experiments/``.
+EXPERIMENTS = ('mlm_pretrain', 'clm_pretrain', 'autoencoder', 'vae', 'dcgan', 'simclr', 'byol')
+# Their data needs a workdir (the tokenizer is trained there) and their state the vocab size.
+_LANGUAGE = ('mlm_pretrain', 'clm_pretrain')
+
+
+@dataclasses.dataclass
+class Built:
+  """One experiment ready to train.
+
+  Attributes:
+    module: the experiment module.
+    config: its config (as given).
+    mesh: the ('data', 'fsdp') mesh over every device.
+    data: what the experiment's ``prepare_data`` returned.
+    state: a fresh TrainState on the mesh (the jitted step donates it).
+    shardings: the state's shardings.
+    train_step: the jitted ``(state, batch, rng) -> (state, metrics)`` (state donated).
+    get_batch: ``loop.batch_getter``'s ``step -> batch`` of global arrays on the mesh.
+    rng: the root key ``loop.run_and_close`` passes to the step.
+    num_train_steps: the run's length in steps.
+  """
+  module: Any
+  config: ml_collections.ConfigDict
+  mesh: Any
+  data: dict
+  state: Any
+  shardings: Any
+  train_step: Callable
+  get_batch: Callable[[int], dict]
+  rng: jax.Array
+  num_train_steps: int
+
+
+def module(name: str):
+  """``experiments.<name>``.
+
+  Raises:
+    ValueError: ``name`` is not one of ``EXPERIMENTS``.
+  """
+  if name not in EXPERIMENTS:
+    raise ValueError(f'unknown experiment {name!r}; choose from {", ".join(EXPERIMENTS)}')
+  return importlib.import_module(f'experiments.{name}')
+
+
+def config_of(name: str, quick: bool) -> ml_collections.ConfigDict:
+  """The experiment's ``smoke_config()`` if ``quick``, else its ``get_config()``."""
+  m = module(name)
+  return m.smoke_config() if quick else m.get_config()
+
+
+def build(name: str, config: ml_collections.ConfigDict, workdir: str,
+          data: dict | None = None) -> Built:
+  """The experiment's data, fresh state, jitted step and batch getter, as its
+  ``train_and_evaluate`` makes them (nothing restored; no writer, manager or evaluation).
+
+  Args:
+    name: one of ``EXPERIMENTS``.
+    config: the experiment's config.
+    workdir: scratch folder (the language models train their tokenizer there).
+    data: what the experiment's ``prepare_data`` returned for this config's ``data`` and
+      ``seed`` (saves loading it again), or None to call it.
+
+  Raises:
+    ValueError: an unknown experiment or a config the experiment rejects.
+  """
+  m = module(name)
+  mesh = mesh_lib.make_mesh(config.mesh)
+  m.validate_config(config, mesh.devices.size)
+  if name in _LANGUAGE:
+    data = data or m.prepare_data(config, workdir)
+    graphdef, tx, state, shardings = m.create_train_state(config, mesh,
+                                                          data['tokenizer'].vocab_size)
+    num_train_steps = config.num_train_steps
+  else:
+    data = data or m.prepare_data(config)
+    graphdef, tx, state, shardings = m.create_train_state(config, mesh, data)
+    num_train_steps = data['num_train_steps']
+  train_step = sharding.jit_train_step(m.make_train_step(config, graphdef, tx, data),
+                                       shardings, mesh)
+  get_batch = loop.batch_getter(data['train'], mesh, seed=config.seed,
+                                global_batch_size=config.global_batch_size)
+  rng = jax.random.fold_in(jax.random.key(config.seed), 1)  # as loop.run_and_close
+  return Built(m, config, mesh, data, state, shardings, train_step, get_batch, rng,
+               num_train_steps)
+
+
+def copy_state(state):
+  """A copy of ``state`` on the same shardings (the jitted step donates its input)."""
+  return jax.tree.map(lambda x: x.copy(), state)
+
+
+def rates(calls: dict[str, Callable[[int], Any]], *, min_seconds: float,
+          repeats: int = 3, max_calls: int = 10_000) -> dict[str, float]:
+  """Calls per second of each ``call(i)`` for i = 0, 1, 2, ..., timed in alternation.
+
+  Each window makes n calls of one function back to back and waits for all their outputs once
+  at its end, so dispatch overlaps execution as in a training loop. n is chosen per function
+  from one warm-up call (after a compiling one) so that a window lasts about ``min_seconds``.
+  The windows of the functions take turns (``repeats`` rounds), so a change in the machine's
+  load during the run falls on all of them alike; each rate is the median over its windows.
+
+  Args:
+    calls: ``{name: i -> pytree of arrays}``, the outputs to wait for (not arrays that a later
+      call donates); ``i`` counts that function's calls, warm-ups included.
+    min_seconds: the target length of a window (seconds).
+    repeats: timed windows per function.
+    max_calls: cap on n.
+
+  Returns:
+    {name: calls per second}.
+  """
+  counters = {name: iter(range(1 << 62)) for name in calls}
+  sizes = {}
+  for name, call in calls.items():
+    jax.block_until_ready(call(next(counters[name])))  # compiles
+    t = time.perf_counter()
+    jax.block_until_ready(call(next(counters[name])))
+    sizes[name] = int(np.clip(min_seconds / max(time.perf_counter() - t, 1e-9), 2, max_calls))
+  measured = {name: [] for name in calls}
+  for _ in range(repeats):
+    for name, call in calls.items():
+      outs = []
+      t = time.perf_counter()
+      for _ in range(sizes[name]):
+        outs.append(call(next(counters[name])))
+      jax.block_until_ready(outs)
+      measured[name].append(sizes[name] / (time.perf_counter() - t))
+  return {name: float(np.median(r)) for name, r in measured.items()}
