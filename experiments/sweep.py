@@ -466,7 +466,7 @@ def main() -> None:
         return
       run_sweep(experiment.value, workdir.value, seeds=run_seeds, sets=sets.value,
                 base=base.value, keep_going=keep_going.value)
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # bad input; a run's failure (RUN_ERRORS) re-raised
       sys.exit(f'error: {e}')
     except loop.Preempted as e:  # the run in progress saved its checkpoint: rerun resumes
       cli.exit_preempted(e)

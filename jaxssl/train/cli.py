@@ -20,10 +20,9 @@ from jaxssl.train import checkpoint, loop
 
 
 PREEMPTED_EXIT_STATUS = 143  # 128 + SIGTERM
-# What a run reports as one ``error:`` line: bad config, data or workdir, unreadable
-# checkpoints, divergence.
-RUN_ERRORS = (ValueError, FileNotFoundError, FloatingPointError,
-              checkpoint.NoReadableCheckpoint)
+# What a run reports as one ``error:`` line: bad config, data or workdir (missing, not a
+# folder, not writable: OSError names the path), unreadable checkpoints, divergence.
+RUN_ERRORS = (ValueError, OSError, FloatingPointError, checkpoint.NoReadableCheckpoint)
 
 
 def exit_preempted(e: loop.Preempted) -> None:

@@ -15,7 +15,9 @@ import time
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from clu import metric_writers, periodic_actions
 
 from jaxssl.data import pipeline
@@ -108,8 +110,8 @@ def _flush(pending: list[tuple[int, dict]], writer, *, elapsed_s: float,
           f'non-finite train/{name}={v} at step {step}'
           + (f' ({streak} steps in a row, more than optim.skip_nonfinite_updates='
              f'{max_skipped})' if max_skipped else '')
-          + '; nothing after the last good step was checkpointed (lower '
-          'optim.learning_rate or enable optim.grad_clip_norm)')
+          + '; no checkpoint holds a non-finite state (lower optim.learning_rate or enable '
+          'optim.grad_clip_norm)')
     if bad:
       skipped += 1
       logging.warning('non-finite train/%s at step %d: its update was skipped', bad[0][0], step)
@@ -128,6 +130,24 @@ def _flush(pending: list[tuple[int, dict]], writer, *, elapsed_s: float,
     summary['examples_per_sec'] = len(steps) * examples_per_step / elapsed_s
   writer.write_scalars(steps[-1], {f'train/{k}': v for k, v in summary.items()})
   return summary, streak
+
+
+def skipped_in_a_row(state) -> int:
+  """Non-finite updates that ``optax.apply_if_finite`` (``optim.skip_nonfinite_updates``) has
+  dropped in a row up to ``state``: the largest ``notfinite_count`` in it (several
+  optimizers: the DCGAN's two), 0 without that wrapper. A resumed run continues this count,
+  so it stops where the uninterrupted run would."""
+  is_skip_state = lambda x: isinstance(x, optax.ApplyIfFiniteState)
+  counts = [int(jax.device_get(x.notfinite_count))
+            for x in jax.tree.leaves(state, is_leaf=is_skip_state) if is_skip_state(x)]
+  return max(counts, default=0)
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  """bool scalar: every floating-point leaf of ``tree`` is free of NaN and inf."""
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves] or [jnp.bool_(True)]))
 
 
 def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: jax.Array,
@@ -171,7 +191,7 @@ def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: ja
     first = int(jax.device_get(state.step))
     report = periodic_actions.ReportProgress(num_train_steps=cadence.num_train_steps,
                                              writer=writer, every_secs=30)
-    pending, last_eval, streak = [], {}, 0
+    pending, last_eval, streak = [], {}, skipped_in_a_row(state) if max_skipped_steps else 0
     t_log = time.perf_counter()
     for step in range(first, cadence.num_train_steps):
       state, metrics = train_step(state, get_batch(step), rng)
@@ -192,6 +212,9 @@ def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: ja
         writer.write_scalars(done, {f'eval/{k}': v for k, v in last_eval.items()})
         t_log = time.perf_counter()
       if checkpoint_due:
+        if max_skipped_steps and not _all_finite(state):  # metrics missed a bad update
+          raise FloatingPointError(f'the train state is non-finite at step {done} although '
+                                   'its metrics were finite; not checkpointed')
         checkpoint.save(manager, done, state, meta)
       if preempted:
         writer.flush()

@@ -22,7 +22,8 @@ from jaxssl.train import writers
 
 # The distributions whose versions change results or speed.
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'ml-collections',
-            'tensorflow-datasets', 'clu', 'scikit-learn', 'tokenizers', 'jaxssl')
+            'tensorflow-datasets', 'array-record', 'grain', 'tensorflow-cpu', 'clu',
+            'scikit-learn', 'sentencepiece', 'jaxssl')
 
 
 @functools.cache

@@ -45,3 +45,14 @@ def test_bad_distributed_environment_is_one_error_line(tmp_path):
   assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
   assert proc.stderr.rstrip().splitlines()[-1] == (
       "error: environment variable JAX_INITIALIZATION_TIMEOUT='10s' must be an integer >= 1")
+
+
+def test_a_workdir_that_is_a_file_is_one_error_line(tmp_path):
+  path = tmp_path / 'a_file'
+  path.write_text('not a folder')
+  rc, stderr = _run('autoencoder', f'--workdir={path}',
+                    f'--config.data.cache_dir={tmp_path / "cache"}')
+  assert rc == 1
+  assert 'Traceback' not in stderr, stderr[-3000:]
+  last = stderr.rstrip().splitlines()[-1]
+  assert last.startswith('error: [Errno 17] File exists') and str(path) in last, last

@@ -156,9 +156,9 @@ def test_sigterm_during_the_final_save_is_acted_on_once_it_is_complete(smoke_run
   assert evals(resumed) == evals(reference)
 
 
-def _poison_steps(monkeypatch, state_steps):
+def _poison_steps(monkeypatch, state_steps, *, loss=True):
   """Steps whose ``state.step`` going in is in ``state_steps`` get NaN gradients (inside the
-  jitted step) and a NaN loss: what a bad batch or an overflow does."""
+  jitted step) and, with ``loss``, a NaN loss: what a bad batch or an overflow does."""
   apply_gradients, jit_train_step = state_lib.apply_gradients, sharding.jit_train_step
   bad = jnp.asarray(sorted(state_steps))
 
@@ -171,7 +171,7 @@ def _poison_steps(monkeypatch, state_steps):
     step_fn = jit_train_step(*args, **kwargs)
 
     def run(state, batch, rng):
-      poison = int(state.step) in state_steps  # read before the step donates the state
+      poison = loss and int(state.step) in state_steps  # read before the step donates it
       new_state, metrics = step_fn(state, batch, rng)
       return new_state, dict(metrics, loss=metrics['loss'] * jnp.nan) if poison else metrics
     return run
@@ -215,3 +215,34 @@ def test_more_nonfinite_steps_in_a_row_than_allowed_stop_the_run(cache_dir, tmp_
   for before, after in zip(_params(workdir, 3), _params(workdir, 4)):  # step 4 was skipped
     np.testing.assert_array_equal(before, after)
   assert not os.path.exists(os.path.join(workdir, 'summary.json'))
+
+
+def test_a_resumed_run_continues_the_count_of_dropped_updates(cache_dir, tmp_path, monkeypatch):
+  # Steps 3, 4, 5 non-finite, 2 allowed in a row: the run stops at step 5 keeping 2-4. Run
+  # again, it resumes from 4, where optax's count of dropped updates is already 2: step 5 is
+  # the third in a row again, so it stops there too, saving nothing (counting from 0 would
+  # let optax apply step 5's NaN update and checkpoint it).
+  _poison_steps(monkeypatch, {2, 3, 4})
+  workdir = str(tmp_path / 'w')
+  config = smoke(autoencoder, cache_dir, checkpoint_every_steps=1,
+                 **{'optim.skip_nonfinite_updates': 2})
+  for _ in range(2):
+    with pytest.raises(FloatingPointError, match=r'at step 5 \(3 steps in a row'):
+      autoencoder.train_and_evaluate(config, workdir)
+    assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '3', '4']
+  for step in (2, 3, 4):
+    assert all(np.all(np.isfinite(p)) for p in _params(workdir, step))
+
+
+def test_a_non_finite_state_behind_finite_metrics_is_never_checkpointed(cache_dir, tmp_path,
+                                                                        monkeypatch):
+  # Gradients non-finite at steps 3, 4, 5 but every logged metric finite (the gradient norm
+  # is measured before the poison): optax drops 2 updates, then applies the third. The check
+  # of the state before each save stops the run at step 5 instead of saving NaN weights.
+  _poison_steps(monkeypatch, {2, 3, 4}, loss=False)
+  workdir = str(tmp_path / 'w')
+  with pytest.raises(FloatingPointError, match='non-finite at step 5 although its metrics'):
+    autoencoder.train_and_evaluate(
+        smoke(autoencoder, cache_dir, checkpoint_every_steps=1,
+              **{'optim.skip_nonfinite_updates': 2}), workdir)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '3', '4']
