@@ -8,7 +8,6 @@ TrainState) from the experiment's own functions, without checkpoints, writers or
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import time
 from typing import Any, Callable
 
@@ -16,6 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from experiments import sweep
 from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.parallel import sharding
 from jaxssl.train import loop
@@ -55,14 +55,14 @@ class Built:
 
 
 def module(name: str):
-  """``experiments.<name>``.
+  """``experiments.<name>``, one of the training ``EXPERIMENTS``.
 
   Raises:
-    ValueError: ``name`` is not one of ``EXPERIMENTS``.
+    ValueError: ``name`` is not one of ``EXPERIMENTS`` (k-means has no train step).
   """
   if name not in EXPERIMENTS:
     raise ValueError(f'unknown experiment {name!r}; choose from {", ".join(EXPERIMENTS)}')
-  return importlib.import_module(f'experiments.{name}')
+  return sweep.module_of(name)
 
 
 def config_of(name: str, quick: bool) -> ml_collections.ConfigDict:
