@@ -41,17 +41,18 @@ import functools
 import numpy as np
 
 import torch_common
+import torch_lm
 
 
 def jax_worker(args) -> dict:
   """Builds and times ``clm_pretrain.train_step``; returns the row and the shared spec."""
   from experiments import clm_pretrain  # pylint: disable=import-outside-toplevel
   from jaxssl.data import tokenizer as tok  # pylint: disable=import-outside-toplevel
-  s = torch_common.lm_jax_setup(args, clm_pretrain)
+  s = torch_lm.lm_jax_setup(args, clm_pretrain)
   step = functools.partial(clm_pretrain.train_step, graphdef=s.graphdef, tx=s.tx,
                            config=s.config)
-  rows = torch_common.make_rows(args, low=tok.NUM_SPECIAL, first_id=clm_pretrain.BOS_ID)
-  return torch_common.time_lm_jax(
+  rows = torch_lm.make_rows(args, low=tok.NUM_SPECIAL, first_id=clm_pretrain.BOS_ID)
+  return torch_lm.time_lm_jax(
       args, s, step, {'tokens': rows, 'segment_ids': np.ones_like(rows)},
       spec=dict(bos_id=clm_pretrain.BOS_ID), variant='logits at all L', arch='pre-LN')
 
@@ -69,9 +70,9 @@ def torch_worker(args) -> dict:
       embd_pdrop=m['dropout_rate'], attn_pdrop=0.0, layer_norm_epsilon=m['layer_norm_eps'],
       initializer_range=0.02, use_cache=False, tie_word_embeddings=True,
       bos_token_id=spec['bos_id'], eos_token_id=None))
-  tokens = torch.from_numpy(torch_common.make_rows(
+  tokens = torch.from_numpy(torch_lm.make_rows(
       args, low=spec['num_special'], first_id=spec['bos_id'])).long()
-  return torch_common.time_lm_torch(
+  return torch_lm.time_lm_torch(
       args, model, lambda: model(input_ids=tokens, labels=tokens).loss,  # shifts labels inside
       spec, variant='logits at all L', import_mib=import_mib,
       no_decay=lambda name: name.endswith('bias') or '.ln_' in name)
@@ -79,8 +80,8 @@ def torch_worker(args) -> dict:
 
 if __name__ == '__main__':
   torch_common.run(
-      __file__, torch_common.lm_parser(__doc__, vocab=1024),
+      __file__, torch_lm.lm_parser(__doc__, vocab=1024),
       {'jaxssl': jax_worker, 'pytorch': torch_worker},
-      functools.partial(torch_common.compare_lm, torch_workers=('pytorch',),
+      functools.partial(torch_lm.compare_lm, torch_workers=('pytorch',),
                         ratio_name='clm_tokens_per_s_ratio'),
       modules=('torch', 'transformers'))

@@ -50,6 +50,7 @@ import functools
 import math
 
 import torch_common
+import torch_images
 
 LEAKY_SLOPE = 0.2
 BN_MOMENTUM_TORCH = 0.1  # jaxssl.models.gan.BN_MOMENTUM = 0.9 is PyTorch's 1 - 0.9
@@ -59,9 +60,9 @@ BN_EPSILON = 1e-5
 def jaxssl_worker(args) -> dict:
   """Times ``experiments.dcgan``'s jitted train step; returns the worker's result dict."""
   from experiments import dcgan  # pylint: disable=import-outside-toplevel
-  return torch_common.time_image_jax(
+  return torch_images.time_image_jax(
       args, dcgan, dcgan.get_config, loss_key='d_loss',
-      params_of=lambda state: {name: torch_common.jax_param_count(state.params[name])
+      params_of=lambda state: {name: torch_images.jax_param_count(state.params[name])
                                for name in dcgan.NETWORKS})
 
 
@@ -82,9 +83,9 @@ def torch_generator(latent_dim: int, shape, widths):
   layers = [nn.Linear(latent_dim, math.prod(start), bias=False), nn.Unflatten(1, start),
             _batch_norm(widths[0]), nn.ReLU()]
   for cin, cout in zip(widths, widths[1:]):
-    layers += [torch_common.torch_upsample2(cin, cout, bias=False), _batch_norm(cout),
+    layers += [torch_images.torch_upsample2(cin, cout, bias=False), _batch_norm(cout),
                nn.ReLU()]
-  layers += [torch_common.torch_upsample2(widths[-1], shape[2], bias=True), nn.Tanh()]
+  layers += [torch_images.torch_upsample2(widths[-1], shape[2], bias=True), nn.Tanh()]
   return nn.Sequential(*layers)
 
 
@@ -93,7 +94,7 @@ def torch_discriminator(shape, widths):
   from torch import nn  # pylint: disable=import-outside-toplevel
   side, layers = shape[0], []
   for k, (cin, cout) in enumerate(zip((shape[2],) + tuple(widths[:-1]), widths)):
-    layers += torch_common.torch_same_conv(cin, cout, 4, 2, side, bias=k == 0)
+    layers += torch_images.torch_same_conv(cin, cout, 4, 2, side, bias=k == 0)
     if k > 0:
       layers.append(_batch_norm(cout))
     layers.append(nn.LeakyReLU(LEAKY_SLOPE))
@@ -107,7 +108,7 @@ def pytorch_worker(args) -> dict:
   import torch  # pylint: disable=import-outside-toplevel
   import torch.nn.functional as F  # pylint: disable=import-outside-toplevel
   import_mib, config = torch_common.start_torch_worker(args, attributes=True)
-  shape = torch_common.IMAGE_SHAPES[args.image_size]
+  shape = torch_images.IMAGE_SHAPES[args.image_size]
   o = config.optim
   if o.decay != 'constant' or o.warmup_steps != 0 or o.grad_clip_norm > 0:
     raise NotImplementedError('the PyTorch side is written for a constant rate, no clipping')
@@ -119,7 +120,7 @@ def pytorch_worker(args) -> dict:
                                     weight_decay=o.weight_decay)
                   for k, net in (('g', g), ('d', d)))
   batches = [torch.from_numpy(b)
-             for b in torch_common.make_batches(shape, config.global_batch_size)]
+             for b in torch_images.make_batches(shape, config.global_batch_size)]
   batch_size = config.global_batch_size
   carry = {}
 
@@ -151,16 +152,16 @@ def pytorch_worker(args) -> dict:
                               d_fake=torch.sigmoid(fake_logits).mean(), d_grad_norm=d_grad_norm,
                               g_loss=g_loss.detach(), g_grad_norm=g_grad_norm)
 
-  return torch_common.time_image_steps(
+  return torch_images.time_image_steps(
       args, step, lambda: None, batch_size=batch_size, import_mib=import_mib,
       version=f'torch {torch.__version__}', threads=torch.get_num_threads(),
-      params={'generator': torch_common.torch_param_count(g),
-              'discriminator': torch_common.torch_param_count(d)},
+      params={'generator': torch_images.torch_param_count(g),
+              'discriminator': torch_images.torch_param_count(d)},
       last_loss=lambda: carry['metrics']['d_loss'])
 
 
 def describe(args, batch: int, shape: str) -> str:
-  """The title of the table (``torch_common.compare_images``); ``args`` does not change it."""
+  """The title of the table (``torch_images.compare_images``); ``args`` does not change it."""
   del args
   return (f'DCGAN train step (one D and one G update), experiments.dcgan defaults: images '
           f'{shape} (random uint8), batch {batch} real images + {batch} samples per update')
@@ -168,10 +169,10 @@ def describe(args, batch: int, shape: str) -> str:
 
 if __name__ == '__main__':
   torch_common.run(
-      __file__, torch_common.image_parser(__doc__, warmup=5, steps=20,
+      __file__, torch_images.image_parser(__doc__, warmup=5, steps=20,
                                           quick={'warmup': 2, 'steps': 5, 'repeats': 3}),
       {'jaxssl': jaxssl_worker, 'pytorch': pytorch_worker},
-      functools.partial(torch_common.compare_images, describe=describe,
+      functools.partial(torch_images.compare_images, describe=describe,
                         ratio_name='dcgan_examples_per_s_ratio',
                         loss_note='(last_loss: the discriminator loss of the last step, nats '
                                   'per image pair)'))

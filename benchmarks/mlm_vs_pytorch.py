@@ -43,6 +43,7 @@ from __future__ import annotations
 import functools
 
 import torch_common
+import torch_lm
 
 TORCH_WORKERS = {'pytorch-masked': 'head at P slots', 'pytorch-all': 'all L positions'}
 
@@ -53,13 +54,13 @@ def jax_worker(args) -> dict:
   from experiments import mlm_pretrain  # pylint: disable=import-outside-toplevel
   from jaxssl.data import masking  # pylint: disable=import-outside-toplevel
   from jaxssl.data import tokenizer as tok  # pylint: disable=import-outside-toplevel
-  s = torch_common.lm_jax_setup(args, mlm_pretrain)
+  s = torch_lm.lm_jax_setup(args, mlm_pretrain)
   step = functools.partial(mlm_pretrain.train_step, graphdef=s.graphdef, tx=s.tx,
                            config=s.config, vocab_size=args.vocab,
                            word_start=jnp.zeros((args.vocab,), bool))
   num_slots = masking.max_predictions(args.seq_len, s.config.method.mask_rate)
-  rows = torch_common.make_rows(args, low=tok.NUM_SPECIAL, first_id=tok.CLS_ID)
-  return torch_common.time_lm_jax(
+  rows = torch_lm.make_rows(args, low=tok.NUM_SPECIAL, first_id=tok.CLS_ID)
+  return torch_lm.time_lm_jax(
       args, s, step, {'tokens': rows}, variant=f'head at P={num_slots} slots', arch='post-LN',
       spec=dict(method=s.config.method.to_dict(), num_slots=num_slots, pad_id=tok.PAD_ID,
                 cls_id=tok.CLS_ID, mask_id=tok.MASK_ID))
@@ -114,7 +115,7 @@ def torch_worker(args, worker: str) -> dict:
       max_position_embeddings=m['max_len'], type_vocab_size=1, hidden_act='gelu',
       layer_norm_eps=m['layer_norm_eps'], hidden_dropout_prob=m['dropout_rate'],
       attention_probs_dropout_prob=0.0, initializer_range=0.02, tie_word_embeddings=True))
-  tokens = torch.from_numpy(torch_common.make_rows(
+  tokens = torch.from_numpy(torch_lm.make_rows(
       args, low=spec['num_special'], first_id=spec['cls_id'])).long()
   padding = (tokens != spec['pad_id']).long()
   gen = torch.Generator().manual_seed(spec['seed'])
@@ -131,16 +132,16 @@ def torch_worker(args, worker: str) -> dict:
     labels = torch.full_like(tokens, -100).scatter(1, mk['positions'], targets)  # [B, L]
     return model(input_ids=mk['inputs'], attention_mask=padding, labels=labels).loss
 
-  return torch_common.time_lm_torch(
+  return torch_lm.time_lm_torch(
       args, model, loss_fn, spec, variant=TORCH_WORKERS[worker], import_mib=import_mib,
       no_decay=lambda name: name.endswith('bias') or 'LayerNorm' in name)
 
 
 if __name__ == '__main__':
   torch_common.run(
-      __file__, torch_common.lm_parser(__doc__, vocab=4096),
+      __file__, torch_lm.lm_parser(__doc__, vocab=4096),
       {'jaxssl': jax_worker, **{w: functools.partial(torch_worker, worker=w)
                                 for w in TORCH_WORKERS}},
-      functools.partial(torch_common.compare_lm, torch_workers=tuple(TORCH_WORKERS),
+      functools.partial(torch_lm.compare_lm, torch_workers=tuple(TORCH_WORKERS),
                         ratio_name='mlm_tokens_per_s_ratio'),
       modules=('torch', 'transformers'))

@@ -40,6 +40,7 @@ import functools
 import math
 
 import torch_common
+import torch_images
 
 NUM_LEVELS = 256
 BINARY_THRESHOLD = 128
@@ -57,9 +58,9 @@ def jaxssl_worker(args) -> dict:
     config.method.likelihood = args.likelihood
     return config
 
-  return torch_common.time_image_jax(
+  return torch_images.time_image_jax(
       args, vae, make_config, loss_key='loss',
-      params_of=lambda state: {'vae': torch_common.jax_param_count(state.params)})
+      params_of=lambda state: {'vae': torch_images.jax_param_count(state.params)})
 
 
 # ----------------------------------------------------------------------------- PyTorch
@@ -73,13 +74,13 @@ def torch_vae(shape, latent_dim: int, widths, likelihood: str):
     sizes.append(-(-sizes[-1] // 2))
   encoder = []
   for cin, cout, side in zip((c,) + tuple(widths[:-1]), widths, sizes):
-    encoder += torch_common.torch_same_conv(cin, cout, 4, 2, side) + [nn.GELU()]
+    encoder += torch_images.torch_same_conv(cin, cout, 4, 2, side) + [nn.GELU()]
   start = (widths[-1], sizes[-1], sizes[-1])  # (D, h, w) of the encoder's last map
   encoder += [nn.Flatten(), nn.Linear(math.prod(start), 2 * latent_dim)]
   rev = tuple(reversed(widths))
   decoder = [nn.Linear(latent_dim, math.prod(start)), nn.GELU(), nn.Unflatten(1, start)]
   for cin, cout in zip(rev, rev[1:] + rev[-1:]):
-    decoder += [torch_common.torch_upsample2(cin, cout), nn.GELU()]
+    decoder += [torch_images.torch_upsample2(cin, cout), nn.GELU()]
   out_channels = c * (2 if likelihood == 'logistic' else 1)
   decoder.append(nn.Conv2d(rev[-1], out_channels, 3, padding=1))
   return nn.Sequential(*encoder), nn.Sequential(*decoder)
@@ -112,7 +113,7 @@ def pytorch_worker(args) -> dict:
   """Times the PyTorch VAE step; returns the worker's result dict."""
   import torch  # pylint: disable=import-outside-toplevel
   import_mib, config = torch_common.start_torch_worker(args, attributes=True)
-  shape = torch_common.IMAGE_SHAPES[args.image_size]
+  shape = torch_images.IMAGE_SHAPES[args.image_size]
   likelihood, latent_dim = config.method.likelihood, config.model.latent_dim
   if config.model.activation != 'gelu':
     raise NotImplementedError('the PyTorch side is written for GELU')
@@ -124,7 +125,7 @@ def pytorch_worker(args) -> dict:
   sched = torch.optim.lr_scheduler.LambdaLR(
       opt, torch_common.torch_lr_lambda(vars(o), config.num_train_steps))
   batches = [torch.from_numpy(b)
-             for b in torch_common.make_batches(shape, config.global_batch_size)]
+             for b in torch_images.make_batches(shape, config.global_batch_size)]
   num_dims = math.prod(shape)
   h, w = shape[0], shape[1]
   carry = {}
@@ -154,26 +155,26 @@ def pytorch_worker(args) -> dict:
     opt.step()
     sched.step()
 
-  return torch_common.time_image_steps(
+  return torch_images.time_image_steps(
       args, step, lambda: None, batch_size=config.global_batch_size, import_mib=import_mib,
       version=f'torch {torch.__version__}', threads=torch.get_num_threads(),
-      params={'vae': torch_common.torch_param_count(model)},
+      params={'vae': torch_images.torch_param_count(model)},
       last_loss=lambda: carry['metrics']['loss'])
 
 
 def describe(args, batch: int, shape: str) -> str:
-  """The title of the table (``torch_common.compare_images``)."""
+  """The title of the table (``torch_images.compare_images``)."""
   return (f'VAE train step, experiments.vae defaults: images {shape} (random uint8), '
           f'likelihood {args.likelihood}, batch {batch}')
 
 
 if __name__ == '__main__':
-  parser = torch_common.image_parser(__doc__, warmup=10, steps=50,
+  parser = torch_images.image_parser(__doc__, warmup=10, steps=50,
                                      quick={'warmup': 3, 'steps': 10, 'repeats': 3})
   parser.add_argument('--likelihood', default='bernoulli', choices=('bernoulli', 'logistic'))
   torch_common.run(__file__, parser, {'jaxssl': jaxssl_worker, 'pytorch': pytorch_worker},
                    functools.partial(
-                       torch_common.compare_images, describe=describe,
+                       torch_images.compare_images, describe=describe,
                        ratio_name='vae_examples_per_s_ratio',
                        loss_note=('(last_loss: the negative ELBO of the last step, nats per '
                                   'image; random images make it tend to H W C ln 2 for '

@@ -17,14 +17,18 @@ flattened image as its own feature) are the other baseline.
 
 Writes ``WORKDIR/results.md`` (method x metric, mean +- std over seeds with ddof=1, the
 table printed at the end), ``WORKDIR/results.csv`` (the same numbers) and
-``WORKDIR/results.json`` (every metric of every run); ``summary.json`` holds the means. The
+``WORKDIR/results.json`` (every metric of every run, and a SHA-256 of each run's
+``summary.json`` as it was when the run was measured); ``summary.json`` holds the means. The
 same command again reads these back and measures nothing, as long as every run is still
-finished (delete ``WORKDIR/summary.json`` to measure again).
+finished and its ``summary.json`` unchanged: a run retrained in place (same config, new
+training, so a new summary) makes the comparison measure again (as does deleting
+``WORKDIR/summary.json``).
 Not part of CI: the default took 44.5 minutes on 2 CPU cores (README has the table).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -123,14 +127,33 @@ def _is_finished(method: str, run: ml_collections.ConfigDict, run_dir: str) -> b
   return summary_lib.finished_summary(run_dir, experiment, run) is not None
 
 
-def measure_runs(config: ml_collections.ConfigDict, workdir: str) -> dict[str, list[dict]]:
-  """{row name: [metrics of each seed]}: raw pixels, then each method and its random init.
+def _summary_fingerprint(run_dir: str) -> str:
+  """SHA-256 (hex) of the run's ``summary.json`` bytes: a retrained run writes a new one
+  (its metrics and wall time differ), so the fingerprint tells which training was measured.
+
+  Raises:
+    OSError: the file cannot be read.
+  """
+  with open(os.path.join(run_dir, 'summary.json'), 'rb') as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def measure_runs(config: ml_collections.ConfigDict,
+                 workdir: str) -> tuple[dict[str, list[dict]], dict[str, str]]:
+  """Trains (or reuses) and measures every run.
 
   A run whose ``summary.json`` records its config (``summary.finished_summary``) is not
-  trained (nor restored and evaluated) again; any other trains, or resumes."""
+  trained (nor restored and evaluated) again; any other trains, or resumes.
+
+  Returns:
+    {row name: [metrics of each seed]} (raw pixels, then each method and its random init),
+    and {run folder relative to ``workdir``: ``_summary_fingerprint``} of the summaries the
+    measured checkpoints belong to.
+  """
   data = images.load_images(config.data)
   representation.check_fits(config.eval, len(data.test['label']))
   rows = {RAW_PIXELS: [_measure(_raw_pixels, {}, data, config.eval, s) for s in config.seeds]}
+  fingerprints = {}
   for method, seed, run, run_dir in _runs(config, workdir):
     trained, random = rows.setdefault(method, []), rows.setdefault(f'{method} (random init)', [])
     try:
@@ -138,18 +161,24 @@ def measure_runs(config: ml_collections.ConfigDict, workdir: str) -> dict[str, l
         encoders.module_of(method).train_and_evaluate(run, run_dir)
     except ValueError as e:
       raise ValueError(f'{method} run in {run_dir}: {e}') from e
+    # Before loading: a summary rewritten in between then fails the check on the next read
+    # (measured again), never the other way round.
+    fingerprints[os.path.relpath(run_dir, workdir)] = _summary_fingerprint(run_dir)
     encoder = encoders.load(run_dir)
     trained.append(_measure(encoder.embed_fn, encoder.variables, data, config.eval, seed))
     fresh = encoders.fresh(method, encoder.config)
     random.append(_measure(fresh.embed_fn, fresh.variables, data, config.eval, seed))
-  return rows
+  return rows, fingerprints
 
 
 def finished_rows(config: ml_collections.ConfigDict, workdir: str):
   """(summary, rows) of a finished comparison in ``workdir``, or None.
 
   Finished: ``WORKDIR/summary.json`` records this config, every run is finished (a deleted
-  or changed run makes the comparison measure again) and ``results.json`` reads back.
+  or changed run makes the comparison measure again), ``results.json`` reads back and each
+  run's ``summary.json`` has the fingerprint stored there when it was measured (a run
+  retrained in place with the same config, or results.json from before fingerprints, makes
+  it measure again).
 
   Returns:
     The summary dict and {row name: [metrics of each seed]} as ``measure_runs``, or None.
@@ -163,8 +192,13 @@ def finished_rows(config: ml_collections.ConfigDict, workdir: str):
     return None
   try:
     with open(os.path.join(workdir, 'results.json'), encoding='utf-8') as f:
-      runs = json.load(f)['runs']
-    return summary, {name: runs[name] for name in _row_names(config)}
+      results = json.load(f)
+    measured = results['run_summaries']
+    for _, _, _, run_dir in _runs(config, workdir):
+      if measured[os.path.relpath(run_dir, workdir)] != _summary_fingerprint(run_dir):
+        logging.info('%s changed since it was measured: measuring again', run_dir)
+        return None
+    return summary, {name: results['runs'][name] for name in _row_names(config)}
   except (OSError, ValueError, KeyError, TypeError):
     return None  # the tables are missing or damaged: measure again
 
@@ -178,7 +212,7 @@ def table(rows: dict[str, list[dict]]) -> list[dict]:
 
   Returns:
     One dict per row, in order: ``method`` (the row name), ``seeds`` (count), and for each
-    metric ``<metric>_mean`` and ``<metric>_std`` (sample std, ddof=1; NaN for one seed).
+    metric ``<metric>_mean`` and ``<metric>_std`` (sample std, ddof=1; None for one seed).
   """
   return tables.summarize([({'method': name}, runs) for name, runs in rows.items()], METRICS)
 
@@ -209,11 +243,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     print(tables.write_results(workdir, table(rows), ('method',), METRICS))
     return summary
   checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
-  rows = measure_runs(config, workdir)
+  rows, fingerprints = measure_runs(config, workdir)
   summary_rows = table(rows)
   text = tables.write_results(workdir, summary_rows, ('method',), METRICS)
   writers.write_json(os.path.join(workdir, 'results.json'),
-                     {'seeds': list(config.seeds), 'runs': rows})
+                     {'seeds': list(config.seeds), 'runs': rows, 'run_summaries': fingerprints})
   print(text)
   summary = {f'eval/{r["method"]}/{m}': r[f'{m}_mean'] for r in summary_rows for m in METRICS}
   summary.update(experiment=EXPERIMENT, config=config_checks.as_json(config.to_dict()),

@@ -32,7 +32,8 @@ their reasons in a ``failed`` column, and the sweep then exits 1 naming every fa
 
 Writes ``WORKDIR/results.md`` and ``WORKDIR/results.csv``: one row per setting, its axis
 values, the number of seeds, and for each numeric ``eval/*`` metric of the runs' summaries
-its mean and sample std (ddof=1) over seeds (empty where a run lacks it).
+its mean and sample std (ddof=1) over seeds (empty where a run lacks it; a setting with
+one finished seed has no std: ``0.1234 +- -`` in Markdown, an empty CSV cell).
 ``WORKDIR/summary.json`` (experiment ``sweep``) holds the means as
 ``eval/<setting>/<metric>`` and the sweep's config.
 

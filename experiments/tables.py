@@ -28,9 +28,9 @@ def summarize(groups: Sequence[tuple[dict, list[dict]]], metrics: Sequence[str])
 
   Returns:
     One dict per row: the labels, ``seeds`` (the number of runs), and for each metric
-    ``<metric>_mean`` and ``<metric>_std`` (sample std, ddof=1; NaN for one seed). Both are
-    None when the row has no runs (e.g. every seed of a sweep's setting failed) or a run of
-    the row lacks the metric.
+    ``<metric>_mean`` and ``<metric>_std`` (sample std, ddof=1). Both are None when the row
+    has no runs (e.g. every seed of a sweep's setting failed) or a run of the row lacks the
+    metric; the std alone is None for one run (a sample std needs two).
   """
   out = []
   for labels, runs in groups:
@@ -41,7 +41,7 @@ def summarize(groups: Sequence[tuple[dict, list[dict]]], metrics: Sequence[str])
         continue
       values = np.array([r[m] for r in runs], np.float64)
       row[f'{m}_mean'] = float(values.mean())
-      row[f'{m}_std'] = float(values.std(ddof=1)) if len(values) > 1 else float('nan')
+      row[f'{m}_std'] = float(values.std(ddof=1)) if len(values) > 1 else None
     out.append(row)
   return out
 
@@ -52,16 +52,22 @@ def markdown(rows: list[dict], labels: Sequence[str], metrics: Sequence[str]) ->
   Args:
     rows: from ``summarize``.
     labels: the leading columns to show, each printed with ``str`` ('|' escaped).
-    metrics: one column each, ``mean +- std`` to 4 decimals ('-' where the metric is missing).
+    metrics: one column each, ``mean +- std`` to 4 decimals: ``0.1234 +- 0.0056``;
+      ``0.1234 +- -`` for one seed (no std); ``-`` where the metric is missing.
   """
   lines = ['| ' + ' | '.join([*labels, *metrics]) + ' |',
            '|' + ' --- |' * (len(labels) + len(metrics))]
   for row in rows:
     cells = [str(row[k]).replace('|', r'\|') for k in labels]
-    cells += ['-' if row[f'{m}_mean'] is None else
-              f"{row[f'{m}_mean']:.4f} +- {row[f'{m}_std']:.4f}" for m in metrics]
+    cells += [_cell(row[f'{m}_mean'], row[f'{m}_std']) for m in metrics]
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'
+
+
+def _cell(mean: float | None, std: float | None) -> str:
+  if mean is None:
+    return '-'
+  return f'{mean:.4f} +- ' + ('-' if std is None else f'{std:.4f}')
 
 
 def write_results(workdir: str, rows: list[dict], labels: Sequence[str],

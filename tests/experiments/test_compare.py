@@ -1,6 +1,7 @@
 """The comparison table: its arithmetic by hand, and a tiny end-to-end run whose rerun
 trains and measures nothing and whose finished runs are never trained again."""
 
+import hashlib
 import json
 import os
 
@@ -87,6 +88,29 @@ def test_tiny_comparison_writes_tables_and_reuses_its_runs(cache_dir, tmp_path, 
   assert len(measured) == 2 * 3  # per seed: raw pixels, the trained and the random encoder
   assert {f: os.stat(f).st_mtime_ns for f in run_files} == {f: stamps[f] for f in run_files}
   assert json.load(open(os.path.join(workdir, 'summary.json')))['config']['eval']['knn_k'] == 3
+
+  # A run retrained in place (same config, so still finished; a new summary.json): the stored
+  # rows are stale, so the comparison measures again, without training; then it reads back.
+  retrained = os.path.join(run_dirs[0], 'summary.json')
+  run_summary = json.load(open(retrained, encoding='utf-8'))
+  run_summary['eval/mse'] = run_summary['eval/mse'] + 1.0
+  with open(retrained, 'w', encoding='utf-8') as f:
+    json.dump(run_summary, f)
+  measured.clear()
+  with monkeypatch.context() as m:
+    m.setattr(autoencoder, 'train_and_evaluate', must_not_run)
+    m.setattr(representation, 'evaluate_representation', counting)
+    compare.train_and_evaluate(config, workdir)
+  assert len(measured) == 2 * 3
+  stored = json.load(open(os.path.join(workdir, 'results.json')))['run_summaries']
+  with open(retrained, 'rb') as f:
+    assert stored['autoencoder/steps_4/seed_0'] == hashlib.sha256(f.read()).hexdigest()
+  with monkeypatch.context() as m:
+    for target, name in [(autoencoder, 'train_and_evaluate'), (encoders, 'load'),
+                         (representation, 'evaluate_representation')]:
+      m.setattr(target, name, must_not_run)
+    compare.train_and_evaluate(config, workdir)
+
   config.max_train_steps = 3  # another run length: new runs beside the old ones
   compare.train_and_evaluate(config, workdir)
   run_dir = os.path.join(workdir, 'autoencoder', 'steps_3', 'seed_1')

@@ -149,6 +149,34 @@ def test_keep_going_records_a_diverged_setting_and_still_trains_the_others(cache
   assert md[3].startswith('| 0.001 | 1 |  | ')
 
 
+def test_a_setting_with_one_finished_seed_shows_its_mean_and_no_std(tmp_path, monkeypatch):
+  root = str(tmp_path / 'sweep')
+  # Made-up summaries: ari 0.5 and 0.25 for k-means++ (mean 0.375, std with ddof=1
+  # sqrt(2 * 0.125^2 / 1) = 0.1768); random finishes seed 0 only (ari 0.125) and diverges at
+  # seed 1.
+  ari = {('k-means++', 0): 0.5, ('k-means++', 1): 0.25, ('random', 0): 0.125}
+
+  def fake(config, workdir):
+    if (config.method.init, config.seed) not in ari:
+      raise FloatingPointError('non-finite train/loss=inf at step 1')
+    return {'eval/ari': ari[config.method.init, config.seed]}
+
+  monkeypatch.setattr(kmeans, 'train_and_evaluate', fake)
+  with pytest.raises(ValueError, match='1 of 4 runs failed'):
+    sweep.run_sweep('kmeans', root, seeds=(0, 1), sets=['method.init=k-means++,random'],
+                    base='smoke', keep_going=True)
+  md = _read(os.path.join(root, 'results.md'))
+  assert 'nan' not in md.lower()
+  assert md.splitlines()[2:] == [
+      '| k-means++ | 2 |  | 0.3750 +- 0.1768 |',
+      '| random | 1 | seed 1: non-finite train/loss=inf at step 1 | 0.1250 +- - |']
+  with open(os.path.join(root, 'results.csv'), newline='', encoding='utf-8') as f:
+    rows = list(csv.DictReader(f))
+  assert [(r['seeds'], r['ari_mean']) for r in rows] == [('2', '0.375'), ('1', '0.125')]
+  assert float(rows[0]['ari_std']) == pytest.approx(0.25 / np.sqrt(2), rel=1e-12)
+  assert rows[1]['ari_std'] == ''  # empty, as for a missing value
+
+
 @pytest.mark.parametrize('module, field, text, expected', [
     (autoencoder, 'optim.learning_rate', '1e-3', 0.001),
     (autoencoder, 'optim.learning_rate', '2', 2.0),
