@@ -66,6 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.dropout_rate = 0.1  # Embedding, attention-output and MLP-output dropout.
   c.model.dtype = 'float32'  # Matmul inputs: float32 | bfloat16 (f32 accumulation and params).
   c.model.position_encoding = 'rope'  # rope | learned (GPT-2's table).
+  c.model.remat = False  # Recompute each block in the backward pass (less memory, long L).
 
   c.optim = optim.adamw_config(learning_rate=2e-3, warmup_steps=50, weight_decay=0.1,
                                 b2=0.95, grad_clip_norm=1.0)
@@ -158,7 +159,8 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: int):
   return transformer.TransformerConfig.from_preset(
       config.model.preset, vocab_size=vocab_size, max_len=config.data.seq_len, causal=True,
       pre_norm=True, layer_norm_eps=1e-5, dropout_rate=config.model.dropout_rate,
-      dtype=config.model.dtype, position_encoding=config.model.position_encoding)
+      dtype=config.model.dtype, position_encoding=config.model.position_encoding,
+      remat=config.model.remat)
 
 
 def train_step(state, batch, rng, *, graphdef, tx, config):

@@ -66,6 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.dtype = 'float32'  # Matmul inputs: float32 | bfloat16 (f32 accumulation and params).
   c.model.pre_norm = False  # LayerNorm before sub-layers (Xiong et al. 2020) vs BERT's after.
   c.model.position_encoding = 'rope'  # rope | learned (BERT's table; see transformer.py).
+  c.model.remat = False  # Recompute each block in the backward pass (less memory, long L).
 
   c.optim = optim.adamw_config(learning_rate=1e-3, warmup_steps=100, decay='linear',
                                 weight_decay=0.01, b2=0.98, eps=1e-6, grad_clip_norm=1.0)
@@ -145,7 +146,8 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: int):
   return transformer.TransformerConfig.from_preset(
       config.model.preset, vocab_size=vocab_size, max_len=config.data.seq_len,
       dropout_rate=config.model.dropout_rate, dtype=config.model.dtype,
-      pre_norm=config.model.pre_norm, position_encoding=config.model.position_encoding)
+      pre_norm=config.model.pre_norm, position_encoding=config.model.position_encoding,
+      remat=config.model.remat)
 
 
 def _mask(config, rng, tokens, example_ids, vocab_size, word_start, *, eval_mode):

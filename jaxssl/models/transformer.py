@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxssl.models import ops
+
 # Size presets. mini/small follow the compact BERT sizes of Turc et al. 2019
 # (arXiv:1908.08962); base is BERT-base.
 PRESETS = {
@@ -52,6 +54,11 @@ class TransformerConfig:
       token embeddings) or 'rope' (rotary embeddings on queries and keys, Su et al. 2021,
       arXiv:2104.09864: attention sees relative offsets from the first step; on the small
       CPU corpora the masked LM leaves its unigram plateau several times sooner).
+    remat: in training, keep only each block's input for the backward pass and recompute
+      the block's activations there (gradient checkpointing, Chen et al. 2016,
+      arXiv:1604.06174, through ``nnx.remat``): activation memory per layer falls from
+      O(B L (D + F) + B H L^2) to O(B L D), for one more forward pass of compute. Same
+      values up to float rounding of the recomputation.
   """
   vocab_size: int
   max_len: int
@@ -66,6 +73,7 @@ class TransformerConfig:
   layer_norm_eps: float = 1e-12
   dtype: str = 'float32'
   position_encoding: str = 'learned'
+  remat: bool = False
 
   @classmethod
   def from_preset(cls, preset: str, **overrides) -> 'TransformerConfig':
@@ -176,7 +184,7 @@ class Mlp(nnx.Module):
     self.fc2 = _dense(cfg, cfg.mlp_dim, cfg.width, rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+    return self.fc2(ops.gelu(self.fc1(x)))
 
 
 class Block(nnx.Module):
@@ -188,7 +196,7 @@ class Block(nnx.Module):
     self.attention_norm = _norm(cfg, rngs)
     self.mlp = Mlp(cfg, rngs=rngs)
     self.mlp_norm = _norm(cfg, rngs)
-    self.dropout = nnx.Dropout(cfg.dropout_rate)
+    self.dropout_rate = cfg.dropout_rate
 
   def __call__(self, x, mask, *, train: bool, rng_dropout: jax.Array | None,
                positions: jax.Array | None = None, kv_cache: dict | None = None):
@@ -196,7 +204,7 @@ class Block(nnx.Module):
 
     ``positions`` and ``kv_cache`` are passed to ``SelfAttention`` (decoding)."""
     keys = jax.random.split(rng_dropout, 2) if rng_dropout is not None else (None, None)
-    drop = lambda y, key: self.dropout(y, deterministic=not train, rngs=key)
+    drop = lambda y, key: ops.dropout(y, self.dropout_rate, key, deterministic=not train)
     if self.pre_norm:
       y, kv_cache = self.attention(self.attention_norm(x), mask, positions=positions,
                                    kv_cache=kv_cache)
@@ -245,7 +253,6 @@ class Transformer(nnx.Module):
                                  rngs=rngs) if cfg.type_vocab_size else None)
     self.embed_norm = None if cfg.pre_norm else _norm(cfg, rngs)
     self.final_norm = _norm(cfg, rngs) if cfg.pre_norm else None
-    self.dropout = nnx.Dropout(cfg.dropout_rate)
     self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
 
   def __call__(self, tokens: jax.Array, *, padding_mask: jax.Array | None = None,
@@ -275,11 +282,17 @@ class Transformer(nnx.Module):
     keys = (list(jax.random.split(rng_dropout, cfg.num_layers + 1)) if rng_dropout is not None
             else [None] * (cfg.num_layers + 1))
     x = self._embed(tokens, jnp.arange(tokens.shape[1]), type_ids)
-    x = self.dropout(x, deterministic=not train, rngs=keys[0])
+    x = ops.dropout(x, cfg.dropout_rate, keys[0], deterministic=not train)
     mask = attention_mask(padding_mask, segment_ids)
     intermediates = {'embeddings': x}
+
+    def run_block(block, x, key):
+      return block(x, mask, train=train, rng_dropout=key)[0]
+
+    if cfg.remat and train:
+      run_block = nnx.remat(run_block)
     for i, block in enumerate(self.blocks):
-      x, _ = block(x, mask, train=train, rng_dropout=keys[i + 1])
+      x = run_block(block, x, keys[i + 1])
       intermediates[f'block_{i}'] = x
     if self.final_norm is not None:
       x = self.final_norm(x)
@@ -372,7 +385,7 @@ class MaskedLM(nnx.Module):
     hidden, _ = self.encoder(tokens, padding_mask=padding_mask, train=train,
                              rng_dropout=rng_dropout)  # [B, L, D]
     picked = jnp.take_along_axis(hidden, positions[..., None], axis=1)  # [B, P, D]
-    h = self.transform_norm(jax.nn.gelu(self.transform(picked), approximate=False))
+    h = self.transform_norm(ops.gelu(self.transform(picked)))
     embedding = self.encoder.token_embed.embedding[...]
     logits = jnp.einsum('bpd,vd->bpv', h.astype(self.encoder.cfg.dtype),
                         embedding.astype(self.encoder.cfg.dtype),

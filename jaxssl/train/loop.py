@@ -161,6 +161,9 @@ def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: ja
     state: a TrainState (fresh or restored), already on the mesh.
     train_step: jitted ``(state, batch, rng) -> (state, metrics)``; metrics are scalars.
     get_batch: ``step -> batch`` of global arrays on the mesh (a pure function of the step).
+      The batch of step s + 1 is fetched right after step s is dispatched, before any
+      logging or checkpoint wait, so its host work and transfer overlap step s's compute
+      (JAX dispatches asynchronously) at every step, sync points included.
     rng: the run's root key; the step derives its per-step keys from it and ``state.step``.
     cadence: log/eval/checkpoint periods.
     writer: CLU writer; train metrics go out as ``train/<name>``.
@@ -193,9 +196,12 @@ def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: ja
                                              writer=writer, every_secs=30)
     pending, last_eval, streak = [], {}, skipped_in_a_row(state) if max_skipped_steps else 0
     t_log = time.perf_counter()
+    batch = get_batch(first) if first < cadence.num_train_steps else None
     for step in range(first, cadence.num_train_steps):
-      state, metrics = train_step(state, get_batch(step), rng)
+      state, metrics = train_step(state, batch, rng)
       done = step + 1
+      if done < cadence.num_train_steps:  # prefetch: built while the step computes
+        batch = get_batch(done)
       pending.append((done, metrics))
       report(done)
       preempted = preemption.due(done)

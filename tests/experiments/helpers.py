@@ -9,19 +9,16 @@ import signal
 import jax
 
 from experiments import sweep
-from jaxssl.train import checkpoint, loop
+from jaxssl.parallel import sharding
+from jaxssl.train import checkpoint, config_checks, loop
 
 
 def smoke(module, cache_dir, **overrides):
   """``module.smoke_config()`` reading data from ``cache_dir``, with dotted-field overrides."""
   c = module.smoke_config()
   c.data.cache_dir = cache_dir
-  for k, v in overrides.items():
-    target = c
-    *parents, last = k.split('.')
-    for p in parents:
-      target = target[p]
-    target[last] = v
+  for field, value in overrides.items():
+    config_checks.set_field(c, field, value)
   return c
 
 
@@ -52,7 +49,8 @@ def save_killed_at(at_step: int):
 
 def batch_getter_sending_sigterm(at_step: int):
   """A ``loop.batch_getter`` that sends SIGTERM to this process while the batch of step
-  index ``at_step`` (the step ending at ``at_step + 1``) is fetched."""
+  index ``at_step`` is fetched: the loop prefetches it right after dispatching the step
+  ending at ``at_step``, so that is the step the run stops after."""
   batch_getter = loop.batch_getter
 
   def preempting_batch_getter(*args, **kwargs):
@@ -65,6 +63,25 @@ def batch_getter_sending_sigterm(at_step: int):
     return get
   return preempting_batch_getter
 
+
+
+def jit_train_step_sending_sigterm(at_step: int):
+  """A ``sharding.jit_train_step`` whose step sends SIGTERM to this process right after the
+  step with ``state.step == at_step`` going in (the step ending at ``at_step + 1``) is
+  dispatched: the signal arrives while that step computes."""
+  jit_train_step = sharding.jit_train_step
+
+  def wrapped(*args, **kwargs):
+    step_fn = jit_train_step(*args, **kwargs)
+
+    def run(state, batch, rng):
+      now = int(state.step) == at_step  # read before the step donates the state's buffers
+      out = step_fn(state, batch, rng)
+      if now:
+        os.kill(os.getpid(), signal.SIGTERM)
+      return out
+    return run
+  return wrapped
 
 # JAX reports every trace and XLA compilation through jax.monitoring, naming the function.
 _COMPILE_EVENTS = {'/jax/core/compile/jaxpr_trace_duration': 'trace',

@@ -111,7 +111,7 @@ def test_sigterm_checkpoints_the_step_and_the_rerun_matches(reference_run, cache
                                                            monkeypatch):
   module, ref_dir, reference = reference_run
   batch_getter = loop.batch_getter
-  monkeypatch.setattr(loop, 'batch_getter', batch_getter_sending_sigterm(4))  # before step 5
+  monkeypatch.setattr(loop, 'batch_getter', batch_getter_sending_sigterm(5))  # during step 5
   workdir = str(tmp_path / 'w')
   with pytest.raises(loop.Preempted, match='at step 5'):
     module.train_and_evaluate(smoke(module, cache_dir), workdir)

@@ -21,7 +21,8 @@ from experiments import autoencoder, mlm_pretrain
 from jaxssl.parallel import sharding
 from jaxssl.train import checkpoint, loop
 from jaxssl.train import state as state_lib
-from tests.experiments.helpers import batch_getter_sending_sigterm, evals, save_killed_at, smoke
+from tests.experiments.helpers import (evals, jit_train_step_sending_sigterm, save_killed_at,
+                                      smoke)
 
 MODULES = [autoencoder, mlm_pretrain]
 
@@ -122,13 +123,13 @@ def test_sigterm_in_the_last_step_checkpoints_it_and_skips_the_evaluation(smoke_
                                                                           tmp_path,
                                                                           monkeypatch):
   _, reference = smoke_run(autoencoder)
-  batch_getter = loop.batch_getter
-  monkeypatch.setattr(loop, 'batch_getter', batch_getter_sending_sigterm(5))  # the last step
+  jit_train_step = sharding.jit_train_step
+  monkeypatch.setattr(sharding, 'jit_train_step', jit_train_step_sending_sigterm(5))  # step 6
   workdir = str(tmp_path / 'w')
   with pytest.raises(loop.Preempted, match='at step 6'):
     autoencoder.train_and_evaluate(smoke(autoencoder, cache_dir), workdir)
   assert not os.path.exists(os.path.join(workdir, 'summary.json'))  # no evaluation yet
-  monkeypatch.setattr(loop, 'batch_getter', batch_getter)
+  monkeypatch.setattr(sharding, 'jit_train_step', jit_train_step)
   resumed = autoencoder.train_and_evaluate(smoke(autoencoder, cache_dir), workdir)
   assert resumed['restored_from_step'] == 6
   assert evals(resumed) == evals(reference)

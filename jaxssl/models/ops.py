@@ -1,0 +1,84 @@
+"""Elementwise layers written for XLA's CPU backend: exact GELU and inverted dropout.
+
+Both give the values of their usual JAX forms (``jax.nn.gelu(approximate=False)``,
+``flax.nnx.Dropout``) and differ only in what XLA has to compute. Measured on the MLM
+``mini`` train step on 2 CPU cores, see ``benchmarks/`` and README.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_SQRT_HALF = np.float32(np.sqrt(0.5))
+
+
+def gelu(x: jax.Array) -> jax.Array:
+  """Exact GELU, ``x * Phi(x) = 0.5 x (1 + erf(x / sqrt(2)))`` (Hendrycks & Gimpel 2016).
+
+  The erf form is the one PyTorch's ``gelu`` and transformers' ``hidden_act='gelu'`` use.
+  ``jax.nn.gelu(approximate=False)`` computes the same function through ``erfc``, which XLA
+  lowers on CPU to an exponential and branch selects: about 3x slower than ``erf`` (forward
+  and backward of a [4096, 1024] float32 array: 16.0 vs 5.2 ms on 2 cores). The two agree to
+  1e-6 absolute; for x < -5, where GELU is below 1e-6, this form rounds to 0 sooner.
+
+  Args:
+    x: float array of any shape and dtype.
+
+  Returns:
+    array of x's shape and dtype.
+  """
+  return 0.5 * x * (1.0 + jax.lax.erf(x * _SQRT_HALF.astype(x.dtype)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _masked_scale(x: jax.Array, keep: jax.Array, keep_prob: float) -> jax.Array:
+  return jax.lax.select(keep, x / keep_prob, jnp.zeros_like(x))
+
+
+def _masked_scale_fwd(x, keep, keep_prob):
+  return _masked_scale(x, keep, keep_prob), keep
+
+
+def _masked_scale_bwd(keep_prob, keep, g):
+  # The gradient of select(keep, x / p, 0) with respect to x; keep is boolean (no gradient).
+  return jax.lax.select(keep, g / keep_prob, jnp.zeros_like(g)), None
+
+
+_masked_scale.defvjp(_masked_scale_fwd, _masked_scale_bwd)
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None, *,
+            deterministic: bool) -> jax.Array:
+  """Inverted dropout (Srivastava et al. 2014): zero each entry with probability ``rate``.
+
+  Same values as ``flax.nnx.Dropout(rate)(x, deterministic=..., rngs=key)`` for the same key
+  (the keep mask is ``jax.random.bernoulli(key, 1 - rate, x.shape)``, kept entries are
+  divided by ``1 - rate``) and the same gradients up to one float rounding. What differs is the backward pass: it
+  reuses the boolean mask saved by the forward pass, where plain autodiff makes XLA draw the
+  random bits a second time inside the backward transposes (the MLM mini step: 0.94 ->
+  0.87 s with this and ``gelu`` together, measured alternately; see README).
+
+  Args:
+    x: float array of any shape.
+    rate: probability of dropping an entry, in [0, 1).
+    key: PRNG key (needed unless deterministic or rate is 0).
+    deterministic: return x unchanged (evaluation).
+
+  Returns:
+    array of x's shape and dtype.
+
+  Raises:
+    ValueError: rate outside [0, 1), or no key when one is needed.
+  """
+  if not 0.0 <= rate < 1.0:
+    raise ValueError(f'dropout rate must be in [0, 1), got {rate}')
+  if deterministic or rate == 0.0:
+    return x
+  if key is None:
+    raise ValueError('dropout with rate > 0 and deterministic=False needs a key')
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return _masked_scale(x, keep, 1.0 - rate)

@@ -1,0 +1,80 @@
+"""jaxssl.models.ops against independent references: float64 erf for GELU, flax's Dropout
+for dropout, and the unchecked Transformer for its remat option."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.special
+from flax import nnx
+
+from jaxssl.models import ops, transformer
+
+
+def test_gelu_and_its_derivative_match_float64_erf():
+  x = np.linspace(-6.0, 6.0, 2001).astype(np.float32)
+  x64 = x.astype(np.float64)
+  cdf = 0.5 * (1.0 + scipy.special.erf(x64 / np.sqrt(2.0)))
+  pdf = np.exp(-0.5 * x64 ** 2) / np.sqrt(2.0 * np.pi)
+  np.testing.assert_allclose(ops.gelu(jnp.asarray(x)), x64 * cdf, rtol=0, atol=2e-6)
+  grad = jax.vmap(jax.grad(ops.gelu))(jnp.asarray(x))
+  np.testing.assert_allclose(grad, cdf + x64 * pdf, rtol=0, atol=2e-6)  # Phi(x) + x phi(x)
+  assert ops.gelu(jnp.ones(3, jnp.bfloat16)).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize('rate', [0.1, 0.5])
+def test_dropout_equals_flax_dropout_values_bit_for_bit_and_gradients_to_an_ulp(rate):
+  x = jax.random.normal(jax.random.key(1), (4, 8, 16))
+  w = jax.random.normal(jax.random.key(3), x.shape)  # gradient = w / (1 - rate) where kept
+  key = jax.random.key(2)
+  reference = nnx.Dropout(rate)
+
+  def ours(x):
+    return jnp.sum(w * ops.dropout(x, rate, key, deterministic=False))
+
+  def theirs(x):
+    return jnp.sum(w * reference(x, deterministic=False, rngs=key))
+
+  y = ops.dropout(x, rate, key, deterministic=False)
+  np.testing.assert_array_equal(y, reference(x, deterministic=False, rngs=key))
+  kept = np.asarray(y) != 0
+  assert 0.3 < kept.mean() < 0.99  # some dropped, most kept at these rates
+  # XLA may divide by multiplying with the reciprocal: equal to numpy's division within 1 ulp.
+  np.testing.assert_allclose(np.asarray(y)[kept], np.asarray(x)[kept] / (1 - rate), rtol=2.4e-7)
+  grad = jax.jit(jax.grad(ours))(x)
+  np.testing.assert_allclose(grad, jax.jit(jax.grad(theirs))(x), rtol=2.4e-7)
+  np.testing.assert_allclose(grad, np.where(kept, np.asarray(w) / (1 - rate), 0), rtol=2.4e-7)
+
+
+def test_dropout_is_the_identity_when_off_and_checks_its_arguments():
+  x = jnp.arange(6.0)
+  assert ops.dropout(x, 0.3, None, deterministic=True) is x
+  assert ops.dropout(x, 0.0, None, deterministic=False) is x
+  with pytest.raises(ValueError, match='needs a key'):
+    ops.dropout(x, 0.3, None, deterministic=False)
+  for rate in (-0.1, 1.0):
+    with pytest.raises(ValueError, match=r'rate must be in \[0, 1\)'):
+      ops.dropout(x, rate, jax.random.key(0), deterministic=False)
+
+
+def _encoder_loss_and_grads(remat: bool):
+  cfg = transformer.TransformerConfig.from_preset('tiny', vocab_size=50, max_len=16,
+                                                  remat=remat)
+  model = transformer.Transformer(cfg, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model)
+  tokens = jax.random.randint(jax.random.key(3), (2, 16), 0, 50)
+
+  def loss(params):
+    hidden, _ = nnx.merge(graphdef, params)(tokens, train=True, rng_dropout=jax.random.key(4))
+    return jnp.mean(hidden ** 2)
+  return loss, params
+
+
+def test_remat_recomputes_blocks_and_gives_the_same_loss_and_gradients():
+  plain, params = _encoder_loss_and_grads(False)
+  remat, _ = _encoder_loss_and_grads(True)
+  assert 'remat' not in str(jax.make_jaxpr(plain)(params))
+  assert str(jax.make_jaxpr(remat)(params)).count('remat') == 2  # one per block (tiny: 2)
+  (l0, g0), (l1, g1) = (jax.jit(jax.value_and_grad(f))(params) for f in (plain, remat))
+  np.testing.assert_allclose(l1, l0, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), g1, g0)
