@@ -186,6 +186,25 @@ def train_step(state, batch, rng, *, graphdef, tx, config, total_steps):
   return state_lib.apply_gradients(state, grads, tx), metrics
 
 
+def eval_inputs(x, index, config):
+  """The encoder's inputs at evaluation: test image ``index[i]``'s corruption comes from
+  (``data.split_seed``, that index) alone, so it is the same for every seed, batch size and
+  device count, and the same in the metrics and in the grids.
+
+  Args:
+    x: float32 [B, H, W, C] clean images in [0, 1].
+    index: int32 [B] their rows in the test split.
+
+  Returns:
+    float32 [B, H, W, C]: the corrupted images (``x`` itself for a plain autoencoder).
+  """
+  key = jax.random.fold_in(jax.random.key(config.data.split_seed), 0x5EED)
+  keys = jax.vmap(functools.partial(jax.random.fold_in, key))(index)
+  return jax.vmap(lambda k, image: augment.corrupt(
+      k, image[None], noise_std=config.method.noise_std,
+      mask_prob=config.method.mask_prob)[0])(keys, x)
+
+
 def eval_step(params, batch, *, graphdef, config, mean_image):
   """Per-image test metrics (the host averages them over the real rows).
 
@@ -196,11 +215,7 @@ def eval_step(params, batch, *, graphdef, config, mean_image):
     dict of f32 [B]: mse, psnr (dB), psnr_mean_image, psnr_noisy, and weights.
   """
   x = _as_float(batch['image'])
-  key = jax.random.fold_in(jax.random.key(config.data.split_seed), 0x5EED)
-  keys = jax.vmap(functools.partial(jax.random.fold_in, key))(jnp.maximum(batch['index'], 0))
-  noisy = jax.vmap(lambda k, image: augment.corrupt(
-      k, image[None], noise_std=config.method.noise_std,
-      mask_prob=config.method.mask_prob)[0])(keys, x)
+  noisy = eval_inputs(x, jnp.maximum(batch['index'], 0), config)
   logits, _ = state_lib.merge_model(graphdef, params)(noisy)
   mse = reconstruction.mse(jax.nn.sigmoid(logits), x)
   return dict(mse=mse, psnr=reconstruction.psnr(mse),
@@ -225,18 +240,41 @@ def evaluate(params, data, eval_fn, mesh, config) -> dict[str, float]:
   return result
 
 
-def image_grids(graphdef, params, data, config) -> dict[str, np.ndarray]:
-  """Test images, their corrupted inputs (denoising) and reconstructions, one row each."""
-  n = min(config.eval.num_images, len(data['test']['image']))
-  x = data['test']['image'][:n].astype(np.float32) / 255.0
-  key = jax.random.fold_in(jax.random.key(config.data.split_seed), 0x5EED)
-  noisy = jnp.stack([augment.corrupt(jax.random.fold_in(key, i), x[i:i + 1],
-                                     noise_std=config.method.noise_std,
-                                     mask_prob=config.method.mask_prob)[0] for i in range(n)])
+def grid_step(params, images, *, graphdef, config):
+  """The pictures of the reconstruction grid, computed in one compiled call.
+
+  Args:
+    params: the autoencoder's parameters.
+    images: uint8 [n, H, W, C], the first n test images (row i is test image i, whose
+      corruption ``eval_inputs`` draws as in the metrics).
+
+  Returns:
+    dict of float32 [n, H, W, C] in [0, 1]: 'clean' (the images), 'noisy' (the encoder's
+    inputs) and 'reconstruction' (sigmoid of the decoder's logits).
+  """
+  x = _as_float(images)
+  noisy = eval_inputs(x, jnp.arange(x.shape[0]), config)
   logits, _ = state_lib.merge_model(graphdef, params)(noisy)
-  rows = [x] + ([np.asarray(noisy)] if denoising(config) else []) + [
-      np.asarray(jax.nn.sigmoid(logits))]
-  return {'reconstructions': writers.image_grid(np.concatenate(rows), columns=n)}
+  return dict(clean=x, noisy=noisy, reconstruction=jax.nn.sigmoid(logits))
+
+
+def make_grid_fn(config, graphdef, data, param_shardings, mesh):
+  """``params -> grid_step(params, first test images)``, jitted for the whole run (the
+  images are constants of the compiled function), its outputs replicated on the mesh."""
+  n = min(config.eval.num_images, len(data['test']['image']))
+  return jax.jit(functools.partial(grid_step, images=data['test']['image'][:n],
+                                   graphdef=graphdef, config=config),
+                 in_shardings=(param_shardings,), out_shardings=sharding.replicated(mesh))
+
+
+def image_grids(grid_fn, params, config) -> dict[str, np.ndarray]:
+  """Test images, their corrupted inputs (denoising) and reconstructions, one row each
+  (``grid_fn``: ``make_grid_fn``'s function)."""
+  pictures = jax.device_get(grid_fn(params))
+  rows = [pictures['clean']] + ([pictures['noisy']] if denoising(config) else []) + [
+      pictures['reconstruction']]
+  return {'reconstructions': writers.image_grid(np.concatenate(rows),
+                                                columns=len(pictures['clean']))}
 
 
 def embed_fn(graphdef, config) -> representation.NnxEmbedFn:
@@ -297,13 +335,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   eval_fn = sharding.jit_eval_step(functools.partial(
       eval_step, graphdef=graphdef, config=config, mean_image=jnp.asarray(data['mean_image'])),
       shardings.params, mesh)
+  grid_fn = make_grid_fn(config, graphdef, data, shardings.params, mesh)
   get_batch = loop.batch_getter(data['train'], mesh, seed=config.seed,
                                 global_batch_size=config.global_batch_size)
   writer = writers.create_writer(workdir)
 
   def run_eval(state, step):
     writers.write_image_grids(writer, workdir, step,
-                              image_grids(graphdef, state.params, data, config),
+                              image_grids(grid_fn, state.params, config),
                               scale=config.eval.png_scale)
     return evaluate(state.params, data, eval_fn, mesh, config)
 

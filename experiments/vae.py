@@ -281,40 +281,71 @@ def decoder_mean(model, z: jax.Array) -> jax.Array:
   return outputs['mean']
 
 
-def image_grids(graphdef, params, data, config) -> dict[str, np.ndarray]:
-  """uint8 pictures of what the model does, decoded at posterior means (no sampling noise).
+def grid_step(params, images, *, graphdef, config):
+  """The pictures of ``image_grids``, computed in one compiled call at posterior means (no
+  sampling noise).
 
-  'reconstructions': the first ``eval.num_images`` test images (as modelled, i.e. binarised
-  for 'bernoulli') over their reconstructions. 'samples': ``eval.num_samples`` decoder means
-  of z ~ p(z), the same z in every run (drawn from ``data.split_seed``). 'interpolations': one
-  row per pair of test images (2j, 2j + 1): the first image, ``eval.interpolation_steps``
-  decoder means along the line between the two posterior means, the second image.
+  Args:
+    params: the VAE's parameters.
+    images: {'shown': uint8 [n, H, W, C], the test images reconstructed; and, if there are
+      interpolations, 'ends': uint8 [2P, H, W, C], pair j being images 2j and 2j + 1}.
+
+  Returns:
+    dict of float32 in [0, 1] (decoder means, see ``decoder_mean``): 'inputs' [n, H, W, C]
+    (the images as modelled), 'reconstructions' [n, H, W, C], 'samples' [S, H, W, C] with
+    S = ``eval.num_samples`` decoded from z ~ p(z), the same z in every run (drawn from
+    ``data.split_seed``), and with 'ends' 'interpolations' [P, T + 2, H, W, C]: the first
+    image, T = ``eval.interpolation_steps`` decoder means along the line between the two
+    posterior means, the second image.
   """
   model = state_lib.merge_model(graphdef, params)
-  test = data['test']['image']
-  h, w, c = data['image_shape']
-  n = min(config.eval.num_images, len(test))
-  x = model_input(test[:n], config.method.likelihood)  # [n, H, W, C]
-  recon = decoder_mean(model, model.encode(x)[0])
-  grids = {'reconstructions': writers.image_grid(np.concatenate([x, np.asarray(recon)]),
-                                                 columns=n)}
-
+  x = model_input(images['shown'], config.method.likelihood)  # [n, H, W, C]
+  out = dict(inputs=x, reconstructions=decoder_mean(model, model.encode(x)[0]))
   key = jax.random.fold_in(jax.random.key(config.data.split_seed), _PRIOR_SAMPLES)
   z = jax.random.normal(key, (config.eval.num_samples, config.model.latent_dim), jnp.float32)
-  grids['samples'] = writers.image_grid(
-      np.asarray(decoder_mean(model, z)), columns=math.ceil(math.sqrt(config.eval.num_samples)))
-
-  pairs = min(config.eval.num_interpolations, len(test) // 2)
-  if pairs:
-    ends = model_input(test[:2 * pairs], config.method.likelihood)
+  out['samples'] = decoder_mean(model, z)
+  if 'ends' in images:
+    ends = model_input(images['ends'], config.method.likelihood)
     first, second = ends[0::2], ends[1::2]  # [P, H, W, C] each
     z_first, z_second = model.encode(first)[0], model.encode(second)[0]  # [P, Z] each
     t = jnp.linspace(0.0, 1.0, config.eval.interpolation_steps)[None, :, None]  # [1, T, 1]
     z = z_first[:, None] + t * (z_second - z_first)[:, None]  # [P, T, Z]
-    frames = np.asarray(decoder_mean(model, z.reshape(-1, config.model.latent_dim)))
-    frames = frames.reshape(pairs, -1, h, w, c)  # [P, T, H, W, C]
-    rows = np.concatenate([first[:, None], frames, second[:, None]], axis=1)  # [P, T+2, ...]
-    grids['interpolations'] = writers.image_grid(rows.reshape(-1, h, w, c),
+    frames = decoder_mean(model, z.reshape(-1, config.model.latent_dim))  # [P T, H, W, C]
+    frames = frames.reshape((first.shape[0], -1) + first.shape[1:])  # [P, T, H, W, C]
+    out['interpolations'] = jnp.concatenate([first[:, None], frames, second[:, None]],
+                                            axis=1)  # [P, T + 2, H, W, C]
+  return out
+
+
+def make_grid_fn(config, graphdef, data, param_shardings, mesh):
+  """``params -> grid_step(params, test images)``, jitted for the whole run (the images are
+  constants of the compiled function), its outputs replicated on the mesh: the first
+  ``eval.num_images`` test images, and the first ``2 eval.num_interpolations`` (fewer if the
+  split is smaller) as pairs."""
+  test = data['test']['image']
+  images = {'shown': test[:min(config.eval.num_images, len(test))]}
+  pairs = min(config.eval.num_interpolations, len(test) // 2)
+  if pairs:
+    images['ends'] = test[:2 * pairs]
+  return jax.jit(functools.partial(grid_step, images=images, graphdef=graphdef, config=config),
+                 in_shardings=(param_shardings,), out_shardings=sharding.replicated(mesh))
+
+
+def image_grids(grid_fn, params, config) -> dict[str, np.ndarray]:
+  """uint8 pictures of what the model does (``grid_fn``: ``make_grid_fn``'s function; see
+  ``grid_step``): 'reconstructions' (the test images as modelled, i.e. binarised for
+  'bernoulli', over their reconstructions), 'samples' (a square-ish grid) and
+  'interpolations' (one row per pair)."""
+  pictures = jax.device_get(grid_fn(params))
+  n = len(pictures['inputs'])
+  grids = {
+      'reconstructions': writers.image_grid(
+          np.concatenate([pictures['inputs'], pictures['reconstructions']]), columns=n),
+      'samples': writers.image_grid(
+          pictures['samples'], columns=math.ceil(math.sqrt(config.eval.num_samples)))}
+  if 'interpolations' in pictures:
+    rows = pictures['interpolations']  # [P, T + 2, H, W, C]
+    grids['interpolations'] = writers.image_grid(rows.reshape((-1,) + rows.shape[2:]),
                                                  columns=rows.shape[1])
   return grids
 
@@ -388,13 +419,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       eval_step, graphdef=graphdef, config=config,
       baseline={k: jnp.asarray(v) for k, v in data['baseline'].items()}),
       shardings.params, mesh)
+  grid_fn = make_grid_fn(config, graphdef, data, shardings.params, mesh)
   get_batch = loop.batch_getter(data['train'], mesh, seed=config.seed,
                                 global_batch_size=config.global_batch_size)
   writer = writers.create_writer(workdir)
 
   def run_eval(state, step):
     writers.write_image_grids(writer, workdir, step,
-                              image_grids(graphdef, state.params, data, config),
+                              image_grids(grid_fn, state.params, config),
                               scale=config.eval.png_scale)
     return evaluate(state.params, data, eval_fn, mesh, config)
 

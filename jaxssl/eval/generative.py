@@ -147,10 +147,17 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, *
   if len(images) < batch_size or len(labels) != len(images):
     raise ValueError(f'{len(images)} images and {len(labels)} labels cannot fill a batch of '
                      f'{batch_size}')
-  model = classifier_lib.ConvClassifier(images.shape[1:], num_classes, widths, feature_dim,
-                                        rngs=nnx.Rngs(params=jax.random.key(seed)))
-  graphdef, params = state_lib.split_model(model)
+  def make_model(rngs):
+    return classifier_lib.ConvClassifier(images.shape[1:], num_classes, widths, feature_dim,
+                                         rngs=rngs)
+
+  graphdef = state_lib.split_model(nnx.eval_shape(lambda: make_model(nnx.Rngs(0))))[0]
   tx = optax.adam(learning_rate)
+
+  @jax.jit
+  def init(key):  # one compiled call instead of an eager dispatch per initializer op
+    params = state_lib.split_model(make_model(nnx.Rngs(params=key)))[1]
+    return params, tx.init(params)
 
   @jax.jit
   def step(params, opt_state, x, y):
@@ -161,7 +168,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, *
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
-  opt_state = tx.init(params)
+  params, opt_state = init(jax.random.key(seed))
   rng = np.random.default_rng(seed)
   per_epoch = len(images) // batch_size
   x_all, y_all = _as_input(images), np.asarray(labels, np.int32)

@@ -13,15 +13,16 @@ go through ``jaxssl.train.state.split_model``).
 
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxssl.models import ops
+
 _ACTIVATIONS = {
-    'gelu': functools.partial(jax.nn.gelu, approximate=False),
+    'gelu': ops.gelu,  # exact (erf) GELU
     'relu': jax.nn.relu,
 }
 
@@ -62,7 +63,8 @@ class ConvEncoder(nnx.Module):
     self.image_shape = tuple(image_shape)
     self.activation = activation
     ins = (image_shape[2],) + tuple(widths[:-1])
-    self.convs = nnx.List([nnx.Conv(i, o, (4, 4), strides=(2, 2), padding='SAME', rngs=rngs)
+    self.convs = nnx.List([nnx.Conv(i, o, (4, 4), strides=(2, 2), padding='SAME',
+                                    kernel_init=ops.conv_kernel_init, rngs=rngs)
                            for i, o in zip(ins, widths)])
     h, w = bottleneck_size(image_shape, len(widths))
     self.dense = nnx.Linear(h * w * widths[-1], latent_dim, rngs=rngs)
@@ -111,10 +113,11 @@ class ConvDecoder(nnx.Module):
     rev = tuple(reversed(widths))
     self.dense = nnx.Linear(latent_dim, self.start[0] * self.start[1] * rev[0], rngs=rngs)
     self.deconvs = nnx.List([
-        nnx.ConvTranspose(i, o, (4, 4), strides=(2, 2), padding='SAME', rngs=rngs)
+        nnx.ConvTranspose(i, o, (4, 4), strides=(2, 2), padding='SAME',
+                          kernel_init=ops.conv_kernel_init, rngs=rngs)
         for i, o in zip(rev, rev[1:] + rev[-1:])])
     self.out = nnx.Conv(rev[-1], out_channels or image_shape[2], (3, 3), padding='SAME',
-                        rngs=rngs)
+                        kernel_init=ops.conv_kernel_init, rngs=rngs)
 
   def __call__(self, z: jax.Array) -> jax.Array:
     """Decodes latents into per-pixel outputs (logits or means; no output nonlinearity).

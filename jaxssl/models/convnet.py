@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxssl.models import ops
+
 BN_MOMENTUM = 0.9  # running-average decay (PyTorch's momentum=0.1)
 BN_EPSILON = 1e-5
 
@@ -55,7 +57,8 @@ class ConvNet(nnx.Module):
     for i, o in zip(widths[:-1], widths[1:]):
       specs += [(i, o, 2), (o, o, 1)]
     self.convs = nnx.List([nnx.Conv(i, o, (3, 3), strides=(s, s), padding='SAME',
-                                    use_bias=False, rngs=rngs) for i, o, s in specs])
+                                    use_bias=False, kernel_init=ops.conv_kernel_init,
+                                    rngs=rngs) for i, o, s in specs])
     self.norms = nnx.List([_batch_norm(o, rngs) for _, o, _ in specs])
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxssl.models import conv_ae
+from jaxssl.models import conv_ae, ops
 
 LEAKY_SLOPE = 0.2  # LeakyReLU slope of the discriminator (DCGAN section 3)
 BN_MOMENTUM = 0.9  # running average decay, PyTorch's momentum=0.1 as in the DCGAN reference
@@ -72,7 +72,8 @@ class Generator(nnx.Module):
     outs = tuple(widths[1:]) + (image_shape[2],)
     self.deconvs = nnx.List([
         nnx.ConvTranspose(i, o, (4, 4), strides=(2, 2), padding='SAME',
-                          use_bias=(k == len(outs) - 1), rngs=rngs)
+                          use_bias=(k == len(outs) - 1), kernel_init=ops.conv_kernel_init,
+                          rngs=rngs)
         for k, (i, o) in enumerate(zip(widths, outs))])
     self.norms = nnx.List([_batch_norm(o, rngs) for o in outs[:-1]])
 
@@ -118,7 +119,8 @@ class Discriminator(nnx.Module):
     self.image_shape = tuple(image_shape)
     ins = (image_shape[2],) + tuple(widths[:-1])
     self.convs = nnx.List([
-        nnx.Conv(i, o, (4, 4), strides=(2, 2), padding='SAME', use_bias=(k == 0), rngs=rngs)
+        nnx.Conv(i, o, (4, 4), strides=(2, 2), padding='SAME', use_bias=(k == 0),
+                 kernel_init=ops.conv_kernel_init, rngs=rngs)
         for k, (i, o) in enumerate(zip(ins, widths))])
     self.norms = nnx.List([_batch_norm(o, rngs) for o in widths[1:]])
     h, w = conv_ae.bottleneck_size(image_shape, len(widths))

@@ -1,5 +1,5 @@
 """jaxssl.models.ops against independent references: float64 erf for GELU, flax's Dropout
-for dropout, and the unchecked Transformer for its remat option."""
+for dropout, flax's default conv initializer, and the Transformer without remat."""
 
 import jax
 import jax.numpy as jnp
@@ -78,3 +78,14 @@ def test_remat_recomputes_blocks_and_gives_the_same_loss_and_gradients():
   (l0, g0), (l1, g1) = (jax.jit(jax.value_and_grad(f))(params) for f in (plain, remat))
   np.testing.assert_allclose(l1, l0, rtol=1e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), g1, g0)
+
+
+def test_conv_kernels_are_flax_default_bit_for_bit():
+  key = jax.random.key(11)
+  for shape in [(4, 4, 3, 5), (4, 4, 16, 1), (3, 3, 1, 2)]:
+    got = ops.conv_kernel_init(key, shape)
+    assert got.shape == shape and got.dtype == jnp.float32
+    np.testing.assert_array_equal(got, nnx.initializers.lecun_normal()(key, shape))
+  # LeCun normal: variance 1 / fan_in, fan_in = 4 * 4 * 64 (a large draw).
+  big = np.asarray(ops.conv_kernel_init(key, (4, 4, 64, 128)))
+  np.testing.assert_allclose(big.var(), 1 / (4 * 4 * 64), rtol=0.03)
