@@ -27,9 +27,11 @@ clu; transformers imports its model code lazily, later), when the first step sta
 optimizer state, compiled step), peak over the whole process (XLA's compilation included)
 and peak over the train steps alone (the high-water mark is restarted before the first step).
 MFU: FLOPs per step (XLA's cost analysis of the compiled jaxssl step, and 6 x params x
-tokens) over the step time, as a fraction of an f32 2048^3 XLA matmul measured in the
-jaxssl process (``mlm_step.matmul_peak``). loss0 is the first step's loss before any update:
-both should sit near ln(V) at initialisation (weights drawn independently, not copied).
+tokens) over the step time, as a fraction of a 2048^3 XLA matmul of ``--dtype`` (f32 by
+default; ``--dtype=bfloat16`` sets jaxssl's model.dtype and runs PyTorch under autocast)
+measured in the jaxssl process (``mlm_step.matmul_peak``). loss0 is the first step's loss
+before any update: both should sit near ln(V) at initialisation (weights drawn
+independently, not copied).
 Prints a table per preset and ends with ``clm_tokens_per_s_ratio=<jaxssl / PyTorch>``, the
 geometric mean over ``--presets`` (mini,small by default; mini alone with --quick).
 """

@@ -30,12 +30,14 @@ clu; transformers imports its model code lazily, later), when the first step sta
 optimizer state, compiled step), peak over the whole process (XLA's compilation included)
 and peak over the train steps alone (the high-water mark is restarted before the first step).
 MFU: FLOPs per step (XLA's cost analysis of the compiled jaxssl step, and 6 x params x
-tokens, which counts the head at all L positions) over the step time, as a fraction of an
-f32 2048^3 XLA matmul measured in the jaxssl process (``mlm_step.matmul_peak``). loss0 is
-the first step's loss before any update: both should sit near ln(V) at initialisation (the
-weights are drawn independently, not copied). Prints a table per preset and ends with
-``mlm_tokens_per_s_ratio=<jaxssl / PyTorch head at P slots>``, the geometric mean over
-``--presets`` (mini,small by default; mini alone with --quick).
+tokens, which counts the head at all L positions) over the step time, as a fraction of a
+2048^3 XLA matmul of ``--dtype`` (f32 by default; ``--dtype=bfloat16`` sets jaxssl's
+model.dtype and runs PyTorch under autocast) measured in the jaxssl process
+(``mlm_step.matmul_peak``). loss0 is the first step's loss before any update: both should
+sit near ln(V) at initialisation (the weights are drawn independently, not copied). Prints a
+table per preset and ends with ``mlm_tokens_per_s_ratio=<jaxssl / PyTorch head at P
+slots>``, the geometric mean over ``--presets`` (mini,small by default; mini alone with
+--quick).
 """
 
 from __future__ import annotations

@@ -34,6 +34,9 @@ def lm_parser(doc: str, *, vocab: int) -> argparse.ArgumentParser:
   parser.add_argument('--vocab', type=int, default=vocab, help='vocabulary size (V)')
   parser.add_argument('--steps', type=int, default=10, help='timed steps (median reported)')
   parser.add_argument('--warmup', type=int, default=2, help='untimed steps after compiling')
+  parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
+                      help="matmul operands: jaxssl's model.dtype; PyTorch runs the forward "
+                           'under torch.autocast (CPU, that dtype) for bfloat16')
   parser.add_argument('--preset', default='mini', help=argparse.SUPPRESS)
   return parser
 
@@ -77,8 +80,8 @@ def time_jax_steps(step, state, batch, rng, *, warmup: int, steps: int) -> dict:
   Returns:
     dict: ``time_each_step``'s, with ``setup_mib['peak']`` covering compilation, and
     ``compile_s``; ``xla_temp_mib`` (the compiled step's temporary buffers per XLA's memory
-    analysis, MiB); ``flops`` (XLA's cost analysis of the compiled step; 0.0 when it
-    reports none).
+    analysis, MiB, per device); ``flops`` (XLA's cost analysis of the compiled step, which
+    counts one device's partition, times the device count; 0.0 when it reports none).
   """
   import jax  # pylint: disable=import-outside-toplevel
   t = time.perf_counter()
@@ -95,7 +98,7 @@ def time_jax_steps(step, state, batch, rng, *, warmup: int, steps: int) -> dict:
 
   return dict(time_each_step(one_step, warmup=warmup, steps=steps), compile_s=compile_s,
               xla_temp_mib=compiled.memory_analysis().temp_size_in_bytes / 2 ** 20,
-              flops=float((cost or {}).get('flops', 0.0)))
+              flops=float((cost or {}).get('flops', 0.0)) * jax.device_count())
 
 
 def finish_lm_worker(result: dict, timing: dict, *, import_mib: float, args) -> dict:
@@ -124,7 +127,7 @@ def lm_jax_setup(args, experiment) -> types.SimpleNamespace:
   config = experiment.get_config()
   config.model.preset, config.model.position_encoding = args.preset, 'learned'
   config.global_batch_size, config.data.seq_len = args.batch, args.seq_len
-  config.data.vocab_size = args.vocab
+  config.data.vocab_size, config.model.dtype = args.vocab, args.dtype
   mesh = mesh_lib.make_mesh(config.mesh)
   experiment.validate_config(config, mesh.devices.size)
   graphdef, tx, state, shardings = experiment.create_train_state(config, mesh, args.vocab)
@@ -156,12 +159,12 @@ def time_lm_jax(args, s: types.SimpleNamespace, train_step, inputs: dict, *, spe
            compile_s=r['compile_s'], xla_temp_mib=r['xla_temp_mib'],
            flops_6nd=6.0 * num_params * args.batch * args.seq_len, spec=spec,
            model=(f'{cfg.num_layers} layers, D={cfg.width}, H={cfg.num_heads}, '
-                  f'F={cfg.mlp_dim}, learned positions, {arch}, f32'),
+                  f'F={cfg.mlp_dim}, learned positions, {arch}, {args.dtype} matmuls'),
            versions=f'jax {jax.__version__}, Python {sys.version.split()[0]}',
            threads=(f'XLA CPU {jax.devices()}, pinned to CPUs {args.cpus} (its intra-op pool '
                     f'is sized from them), XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}')),
       r, import_mib=s.import_mib, args=args)
-  out['matmul_peak'] = s.matmul_peak(2048, jnp.float32)
+  out['matmul_peak'] = s.matmul_peak(2048, jnp.dtype(args.dtype))
   return out
 
 
@@ -187,10 +190,11 @@ def torch_adamw(model, optim: dict, num_train_steps: int, no_decay) -> tuple:
   return opt, sched
 
 
-def torch_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-  """FLOP/s of an f32 [n, n] @ [n, n] torch product (median of ``repeats``, one warm-up)."""
+def torch_matmul_peak(n: int = 2048, repeats: int = 5, dtype: str = 'float32') -> float:
+  """FLOP/s of a [n, n] @ [n, n] torch product of ``dtype`` (median of ``repeats``, one
+  warm-up)."""
   import torch  # pylint: disable=import-outside-toplevel
-  a = torch.ones(n, n)
+  a = torch.ones(n, n, dtype=getattr(torch, dtype))
   torch.mm(a, a)
   times = []
   for _ in range(repeats):
@@ -202,16 +206,20 @@ def torch_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
 
 def time_lm_torch(args, model, loss_fn: Callable, spec: dict, *, no_decay, variant: str,
                   import_mib: float) -> dict:
-  """Times eager transformers train steps: ``loss_fn()`` (a scalar tensor), backward,
-  global-norm clipping, AdamW and the schedule from ``spec['optim']``; returns the row."""
+  """Times eager transformers train steps: ``loss_fn()`` (a scalar tensor; under
+  ``torch.autocast`` for ``--dtype=bfloat16``), backward, global-norm clipping, AdamW and the
+  schedule from ``spec['optim']``; returns the row."""
   import torch  # pylint: disable=import-outside-toplevel
   import transformers  # pylint: disable=import-outside-toplevel
   model.train()
   opt, sched = torch_adamw(model, spec['optim'], spec['num_train_steps'], no_decay)
   clip = spec['optim']['grad_clip_norm']
 
+  autocast = args.dtype != 'float32'
+
   def step() -> float:
-    loss = loss_fn()
+    with torch.autocast('cpu', dtype=getattr(torch, args.dtype), enabled=autocast):
+      loss = loss_fn()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if clip > 0:
@@ -227,10 +235,11 @@ def time_lm_torch(args, model, loss_fn: Callable, spec: dict, *, no_decay, varia
            versions=f'torch {torch.__version__}, transformers {transformers.__version__}',
            threads=(f'pinned to CPUs {args.cpus}, torch.get_num_threads()='
                     f'{torch.get_num_threads()} get_num_interop_threads()='
-                    f'{torch.get_num_interop_threads()}, eager, attention '
+                    f'{torch.get_num_interop_threads()}, eager'
+                    f'{", autocast " + args.dtype if autocast else ""}, attention '
                     f'{model.config._attn_implementation}')),  # pylint: disable=protected-access
       r, import_mib=import_mib, args=args)
-  out['matmul_peak'] = torch_matmul_peak()
+  out['matmul_peak'] = torch_matmul_peak(dtype=args.dtype)
   return out
 
 
@@ -247,7 +256,7 @@ def print_lm_table(rows: list[dict], *, peak: float, flops_xla: float,
   its imports (``import``), when the first step starts (``ready``: model, optimizer state,
   compiled step), its peak over the whole process (``peak``, compilation included) and over
   the train steps alone (``steps``), all MiB; loss of step 0; MFU with the XLA and 6ND FLOP
-  counts of the step over ``peak`` (the XLA f32 matmul FLOP/s).
+  counts of the step over ``peak`` (the XLA matmul FLOP/s of ``--dtype``).
   """
   print(f'  {"framework":8} {"variant":18} {"step_s":>6} {"tokens/s":>8} '
         f'{"RSS_MiB: import":>15} {"ready":>5} {"peak":>5} {"steps":>5} {"loss0":>6} '
@@ -273,8 +282,9 @@ def compare_lm(script: str, args, *, torch_workers: Sequence[str], ratio_name: s
       first = torch_rs[0]
       print(f'jaxssl:  {jax_r["versions"]}; {jax_r["threads"]}')
       print(f'PyTorch: {first["versions"]}; {first["threads"]}')
-      print(f'f32 matmul 2048^3: XLA {jax_r["matmul_peak"] / 1e9:.1f} GFLOP/s, torch '
-            f'{first["matmul_peak"] / 1e9:.1f} GFLOP/s (MFU columns use the XLA one)')
+      print(f'{args.dtype} matmul 2048^3 (f32 accumulation): XLA '
+            f'{jax_r["matmul_peak"] / 1e9:.1f} GFLOP/s, torch {first["matmul_peak"] / 1e9:.1f} '
+            'GFLOP/s (MFU columns use the XLA one)')
     print(f'\npreset={preset}: {jax_r["model"]}; B={args.batch} L={args.seq_len} '
           f'V={args.vocab}; {args.batch * args.seq_len} tokens/step; median of {args.steps} '
           f'steps after {args.warmup} warm-up')
@@ -290,7 +300,8 @@ def compare_lm(script: str, args, *, torch_workers: Sequence[str], ratio_name: s
       print(f'  jaxssl / PyTorch [{t["variant"]}] tokens/s: '
             f'{jax_r["tokens_per_s"] / t["tokens_per_s"]:.2f}')
     ratios.append(jax_r['tokens_per_s'] / torch_rs[0]['tokens_per_s'])
-  print('\nMFU_xla: XLA cost-analysis FLOPs of the jaxssl step / step_s / XLA f32 matmul peak; '
+  print(f'\nMFU_xla: XLA cost-analysis FLOPs of the jaxssl step / step_s / XLA {args.dtype} '
+        'matmul peak; '
         'MFU_6ND: 6 x params x B x L / step_s / same peak. Both count the jaxssl step\'s work, '
         'also for PyTorch rows (a variant doing more work gets no credit for it).')
   print('RSS_MiB: after imports, when the first step starts, peak of the whole process, peak '

@@ -61,10 +61,11 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None, *,
 
   Same values as ``flax.nnx.Dropout(rate)(x, deterministic=..., rngs=key)`` for the same key
   (the keep mask is ``jax.random.bernoulli(key, 1 - rate, x.shape)``, kept entries are
-  divided by ``1 - rate``) and the same gradients up to one float rounding. What differs is the backward pass: it
-  reuses the boolean mask saved by the forward pass, where plain autodiff makes XLA draw the
-  random bits a second time inside the backward transposes (the MLM mini step: 0.94 ->
-  0.87 s with this and ``gelu`` together, measured alternately; see README).
+  divided by ``1 - rate``) and the same gradients up to one float rounding. What differs is
+  the backward pass: it reuses the boolean mask saved by the forward pass, where plain
+  autodiff makes XLA draw the random bits a second time inside the backward transposes
+  (the MLM mini train step: 0.951 -> 0.810 s with this and ``gelu`` together, CLM 1.158 ->
+  1.030 s, measured alternately in one process; see README).
 
   Args:
     x: float array of any shape.
@@ -86,6 +87,49 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None, *,
     raise ValueError('dropout with rate > 0 and deterministic=False needs a key')
   keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
   return _masked_scale(x, keep, 1.0 - rate)
+
+
+@jax.custom_vjp
+def matmul_bf16(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """``x @ kernel`` with bfloat16 products and float32 accumulation, in the backward too.
+
+  The mixed precision of PyTorch's autocast and of TPU matmuls: both operands are rounded
+  to bfloat16, products are summed in float32 and the result is float32. The backward
+  pass rounds the incoming float32 gradient to bfloat16 as well, so its two matmuls (input
+  and weight gradients, 2/3 of a layer's FLOPs) also run at the bfloat16 rate; plain
+  autodiff of a bf16-input dot would do them in float32 with the float32 gradient. On this
+  CPU (AMX) a 2048^3 bf16 matmul ran at 1,453 vs 291 GFLOP/s f32, and the MLM train step
+  with ``model.dtype=bfloat16`` went from 0.775 to 0.619 s (mini) and 2.083 to 1.534 s
+  (small) with this backward.
+
+  Args:
+    x: float [..., K].
+    kernel: float [K, N].
+
+  Returns:
+    float32 [..., N].
+  """
+  return jnp.matmul(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16),
+                    preferred_element_type=jnp.float32)
+
+
+def _matmul_bf16_fwd(x, kernel):
+  x16, k16 = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
+  # Empty arrays carry the operands' dtypes (their gradients must match them).
+  dtypes = (jnp.zeros((0,), x.dtype), jnp.zeros((0,), kernel.dtype))
+  return jnp.matmul(x16, k16, preferred_element_type=jnp.float32), (x16, k16, dtypes)
+
+
+def _matmul_bf16_bwd(residuals, g):
+  x16, k16, (x_like, k_like) = residuals
+  g16 = g.astype(jnp.bfloat16)
+  dx = jnp.matmul(g16, k16.T, preferred_element_type=jnp.float32)
+  dk = jnp.matmul(x16.reshape(-1, x16.shape[-1]).T, g16.reshape(-1, g16.shape[-1]),
+                  preferred_element_type=jnp.float32)
+  return dx.astype(x_like.dtype), dk.astype(k_like.dtype)
+
+
+matmul_bf16.defvjp(_matmul_bf16_fwd, _matmul_bf16_bwd)
 
 
 def conv_kernel_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:

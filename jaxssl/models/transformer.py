@@ -7,9 +7,9 @@ One block with a ``causal`` switch and a ``pre_norm`` switch:
 
 Layer names follow BERT's (query/key/value fused into ``qkv``) so weights map one-to-one onto
 ``transformers.BertForMaskedLM`` for reference checks. Parameters, the residual stream,
-LayerNorm, softmax and attention are float32; ``dtype='bfloat16'`` feeds the dense layers'
-matmuls bf16 inputs with float32 accumulation (about twice the f32 rate on CPU, and the
-tensor-core path on accelerators).
+LayerNorm, softmax and attention are float32; ``dtype='bfloat16'`` runs the dense layers'
+matmuls, forward and backward, on bf16 operands with float32 accumulation (``Dense``; on an
+AMX CPU a bf16 matmul ran 5x the f32 rate, and the tensor-core path on accelerators).
 """
 
 from __future__ import annotations
@@ -87,11 +87,24 @@ class TransformerConfig:
     return cls(**PRESETS[preset], **overrides)
 
 
-def _dense(cfg: TransformerConfig, din: int, dout: int, rngs: nnx.Rngs) -> nnx.Linear:
-  # bf16 inputs with f32 accumulation: on CPU about 2x the f32 matmul rate, where bf16 in and
-  # out is slower than f32 (see benchmarks/); outputs return to the compute dtype.
-  return nnx.Linear(din, dout, dtype=jnp.dtype(cfg.dtype), preferred_element_type=jnp.float32,
-                    kernel_init=nnx.initializers.normal(_INIT_STD), rngs=rngs)
+class Dense(nnx.Linear):
+  """``nnx.Linear`` (same parameters: kernel [Din, Dout], bias [Dout]) whose bfloat16 mode
+  runs the forward and both backward matmuls on bf16 operands with float32 accumulation
+  (``ops.matmul_bf16``, PyTorch autocast's precision); float32 mode is ``nnx.Linear``'s."""
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """x: float [..., Din] -> float32 [..., Dout]."""
+    if self.dtype != jnp.bfloat16:
+      return super().__call__(x)
+    y = ops.matmul_bf16(x, self.kernel[...])
+    return y if self.bias is None else y + self.bias[...]
+
+
+def _dense(cfg: TransformerConfig, din: int, dout: int, rngs: nnx.Rngs) -> Dense:
+  # Parameters and the residual stream stay float32; dtype='bfloat16' only rounds matmul
+  # operands (see Dense and benchmarks/mlm_step.py).
+  return Dense(din, dout, dtype=jnp.dtype(cfg.dtype), preferred_element_type=jnp.float32,
+               kernel_init=nnx.initializers.normal(_INIT_STD), rngs=rngs)
 
 
 def _norm(cfg: TransformerConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:

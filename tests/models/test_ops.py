@@ -89,3 +89,32 @@ def test_conv_kernels_are_flax_default_bit_for_bit():
   # LeCun normal: variance 1 / fan_in, fan_in = 4 * 4 * 64 (a large draw).
   big = np.asarray(ops.conv_kernel_init(key, (4, 4, 64, 128)))
   np.testing.assert_allclose(big.var(), 1 / (4 * 4 * 64), rtol=0.03)
+
+
+def test_matmul_bf16_rounds_operands_and_gradients_to_bf16_and_accumulates_in_f32():
+  keys = jax.random.split(jax.random.key(5), 3)
+  x = jax.random.normal(keys[0], (2, 3, 16))
+  kernel = jax.random.normal(keys[1], (16, 8))
+  g = jax.random.normal(keys[2], (2, 3, 8))  # the incoming gradient
+  bf16 = lambda a: np.asarray(jnp.asarray(a, jnp.bfloat16), np.float64)  # round, then exact
+  y, vjp = jax.vjp(ops.matmul_bf16, x, kernel)
+  dx, dkernel = vjp(g)
+  assert y.dtype == dx.dtype == dkernel.dtype == jnp.float32
+  # float64 products of the bf16-rounded operands: float32 sums of 16 or 6 terms agree to
+  # ~1e-6; float32 operands instead would differ by ~1e-2 (bf16 keeps 8 significant bits).
+  np.testing.assert_allclose(y, bf16(x) @ bf16(kernel), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dx, bf16(g) @ bf16(kernel).T, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dkernel, bf16(x).reshape(6, 16).T @ bf16(g).reshape(6, 8),
+                             rtol=1e-5, atol=1e-5)
+  assert np.max(np.abs(np.asarray(dx) - np.asarray(g, np.float64) @ bf16(kernel).T)) > 1e-3
+
+
+def test_bf16_dense_layer_keeps_linear_parameters_and_its_forward():
+  cfg = transformer.TransformerConfig.from_preset('tiny', vocab_size=10, max_len=4,
+                                                  dtype='bfloat16')
+  dense = transformer._dense(cfg, 32, 4, nnx.Rngs(0))
+  linear = nnx.Linear(32, 4, dtype=jnp.bfloat16, preferred_element_type=jnp.float32,
+                      rngs=nnx.Rngs(0), kernel_init=nnx.initializers.normal(0.02))
+  jax.tree.map(np.testing.assert_array_equal, nnx.state(dense), nnx.state(linear))
+  x = jax.random.normal(jax.random.key(1), (5, 32))
+  np.testing.assert_allclose(dense(x), linear(x), rtol=1e-6, atol=1e-6)
