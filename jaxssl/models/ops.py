@@ -89,47 +89,48 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None, *,
   return _masked_scale(x, keep, 1.0 - rate)
 
 
-@jax.custom_vjp
-def matmul_bf16(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """``x @ kernel`` with bfloat16 products and float32 accumulation, in the backward too.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def dense_matmul(x: jax.Array, kernel: jax.Array, dtype: str = 'float32') -> jax.Array:
+  """``x @ kernel`` on ``dtype`` operands with float32 accumulation, in the backward too.
 
-  The mixed precision of PyTorch's autocast and of TPU matmuls: both operands are rounded
-  to bfloat16, products are summed in float32 and the result is float32. The backward
-  pass rounds the incoming float32 gradient to bfloat16 as well, so its two matmuls (input
-  and weight gradients, 2/3 of a layer's FLOPs) also run at the bfloat16 rate; plain
-  autodiff of a bf16-input dot would do them in float32 with the float32 gradient. On this
-  CPU (AMX) a 2048^3 bf16 matmul ran at 1,453 vs 291 GFLOP/s f32, and the MLM train step
-  with ``model.dtype=bfloat16`` went from 0.775 to 0.619 s (mini) and 2.083 to 1.534 s
-  (small) with this backward.
+  The backward pass is written out: the incoming float32 gradient is rounded to ``dtype``
+  like the operands, so with 'bfloat16' its two matmuls (input and weight gradients, 2/3
+  of a layer's FLOPs) also run at the bf16 rate (PyTorch autocast's and TPU matmuls'
+  precision); plain autodiff of a bf16-input dot does them in float32. The weight gradient
+  is one 2-D product contracting the flattened leading axes of x and g, which XLA:CPU runs
+  without the transposes it emits for autodiff's 3-D contraction. Measured on the MLM train
+  step (2 cores): bf16 0.775 -> 0.619 s (mini) and 2.083 -> 1.534 s (small) against
+  autodiff of the bf16 dot (a 2048^3 bf16 matmul: 1,453 vs 291 GFLOP/s f32 on this AMX
+  CPU); see README for the float32 figures.
 
   Args:
     x: float [..., K].
     kernel: float [K, N].
+    dtype: 'float32' or 'bfloat16', the operands' dtype (accumulation is float32).
 
   Returns:
     float32 [..., N].
   """
-  return jnp.matmul(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16),
-                    preferred_element_type=jnp.float32)
+  return jnp.matmul(x.astype(dtype), kernel.astype(dtype), preferred_element_type=jnp.float32)
 
 
-def _matmul_bf16_fwd(x, kernel):
-  x16, k16 = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
-  # Empty arrays carry the operands' dtypes (their gradients must match them).
+def _dense_matmul_fwd(x, kernel, dtype):
+  xc, kc = x.astype(dtype), kernel.astype(dtype)
+  # Empty arrays carry the operands' own dtypes (their gradients must match them).
   dtypes = (jnp.zeros((0,), x.dtype), jnp.zeros((0,), kernel.dtype))
-  return jnp.matmul(x16, k16, preferred_element_type=jnp.float32), (x16, k16, dtypes)
+  return jnp.matmul(xc, kc, preferred_element_type=jnp.float32), (xc, kc, dtypes)
 
 
-def _matmul_bf16_bwd(residuals, g):
-  x16, k16, (x_like, k_like) = residuals
-  g16 = g.astype(jnp.bfloat16)
-  dx = jnp.matmul(g16, k16.T, preferred_element_type=jnp.float32)
-  dk = jnp.matmul(x16.reshape(-1, x16.shape[-1]).T, g16.reshape(-1, g16.shape[-1]),
-                  preferred_element_type=jnp.float32)
+def _dense_matmul_bwd(dtype, residuals, g):
+  xc, kc, (x_like, k_like) = residuals
+  gc = g.astype(dtype)
+  dx = jnp.matmul(gc, kc.T, preferred_element_type=jnp.float32)
+  dk = jax.lax.dot_general(xc.reshape(-1, xc.shape[-1]), gc.reshape(-1, gc.shape[-1]),
+                           (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
   return dx.astype(x_like.dtype), dk.astype(k_like.dtype)
 
 
-matmul_bf16.defvjp(_matmul_bf16_fwd, _matmul_bf16_bwd)
+dense_matmul.defvjp(_dense_matmul_fwd, _dense_matmul_bwd)
 
 
 def conv_kernel_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:

@@ -88,15 +88,14 @@ class TransformerConfig:
 
 
 class Dense(nnx.Linear):
-  """``nnx.Linear`` (same parameters: kernel [Din, Dout], bias [Dout]) whose bfloat16 mode
-  runs the forward and both backward matmuls on bf16 operands with float32 accumulation
-  (``ops.matmul_bf16``, PyTorch autocast's precision); float32 mode is ``nnx.Linear``'s."""
+  """``nnx.Linear`` (same parameters: kernel [Din, Dout], bias [Dout]) whose matmul has a
+  written-out backward pass (``ops.dense_matmul``): with ``dtype=bfloat16`` the forward and
+  both backward matmuls run on bf16 operands with float32 accumulation (PyTorch autocast's
+  precision), and the weight gradient is one 2-D product."""
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """x: float [..., Din] -> float32 [..., Dout]."""
-    if self.dtype != jnp.bfloat16:
-      return super().__call__(x)
-    y = ops.matmul_bf16(x, self.kernel[...])
+    y = ops.dense_matmul(x, self.kernel[...], jnp.dtype(self.dtype).name)
     return y if self.bias is None else y + self.bias[...]
 
 

@@ -91,13 +91,13 @@ def test_conv_kernels_are_flax_default_bit_for_bit():
   np.testing.assert_allclose(big.var(), 1 / (4 * 4 * 64), rtol=0.03)
 
 
-def test_matmul_bf16_rounds_operands_and_gradients_to_bf16_and_accumulates_in_f32():
+def test_dense_matmul_bf16_rounds_operands_and_gradients_and_accumulates_in_f32():
   keys = jax.random.split(jax.random.key(5), 3)
   x = jax.random.normal(keys[0], (2, 3, 16))
   kernel = jax.random.normal(keys[1], (16, 8))
   g = jax.random.normal(keys[2], (2, 3, 8))  # the incoming gradient
   bf16 = lambda a: np.asarray(jnp.asarray(a, jnp.bfloat16), np.float64)  # round, then exact
-  y, vjp = jax.vjp(ops.matmul_bf16, x, kernel)
+  y, vjp = jax.vjp(lambda x, k: ops.dense_matmul(x, k, 'bfloat16'), x, kernel)
   dx, dkernel = vjp(g)
   assert y.dtype == dx.dtype == dkernel.dtype == jnp.float32
   # float64 products of the bf16-rounded operands: float32 sums of 16 or 6 terms agree to
@@ -109,11 +109,25 @@ def test_matmul_bf16_rounds_operands_and_gradients_to_bf16_and_accumulates_in_f3
   assert np.max(np.abs(np.asarray(dx) - np.asarray(g, np.float64) @ bf16(kernel).T)) > 1e-3
 
 
-def test_bf16_dense_layer_keeps_linear_parameters_and_its_forward():
-  cfg = transformer.TransformerConfig.from_preset('tiny', vocab_size=10, max_len=4,
-                                                  dtype='bfloat16')
+def test_dense_matmul_float32_matches_float64_products_and_autodiff():
+  keys = jax.random.split(jax.random.key(6), 3)
+  x = jax.random.normal(keys[0], (2, 3, 16))
+  kernel = jax.random.normal(keys[1], (16, 8))
+  g = jax.random.normal(keys[2], (2, 3, 8))
+  f64 = lambda a: np.asarray(a, np.float64)
+  y, vjp = jax.vjp(ops.dense_matmul, x, kernel)
+  dx, dkernel = vjp(g)
+  np.testing.assert_allclose(y, f64(x) @ f64(kernel), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dx, f64(g) @ f64(kernel).T, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dkernel, f64(x).reshape(6, 16).T @ f64(g).reshape(6, 8),
+                             rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_dense_layer_keeps_linear_parameters_and_its_forward(dtype):
+  cfg = transformer.TransformerConfig.from_preset('tiny', vocab_size=10, max_len=4, dtype=dtype)
   dense = transformer._dense(cfg, 32, 4, nnx.Rngs(0))
-  linear = nnx.Linear(32, 4, dtype=jnp.bfloat16, preferred_element_type=jnp.float32,
+  linear = nnx.Linear(32, 4, dtype=jnp.dtype(dtype), preferred_element_type=jnp.float32,
                       rngs=nnx.Rngs(0), kernel_init=nnx.initializers.normal(0.02))
   jax.tree.map(np.testing.assert_array_equal, nnx.state(dense), nnx.state(linear))
   x = jax.random.normal(jax.random.key(1), (5, 32))
