@@ -399,9 +399,7 @@ class MaskedLM(nnx.Module):
     picked = jnp.take_along_axis(hidden, positions[..., None], axis=1)  # [B, P, D]
     h = self.transform_norm(ops.gelu(self.transform(picked)))
     embedding = self.encoder.token_embed.embedding[...]
-    logits = jnp.einsum('bpd,vd->bpv', h.astype(self.encoder.cfg.dtype),
-                        embedding.astype(self.encoder.cfg.dtype),
-                        preferred_element_type=jnp.float32)  # [B, P, V]
+    logits = ops.dense_matmul(h, embedding.T, self.encoder.cfg.dtype)  # [B, P, V]
     return logits + self.output_bias[...]
 
 
@@ -420,8 +418,7 @@ class CausalLM(nnx.Module):
   def _logits(self, hidden: jax.Array) -> jax.Array:
     dtype = self.decoder.cfg.dtype
     embedding = self.decoder.token_embed.embedding[...]
-    return jnp.einsum('bld,vd->blv', hidden.astype(dtype), embedding.astype(dtype),
-                      preferred_element_type=jnp.float32)  # [B, L, V]
+    return ops.dense_matmul(hidden, embedding.T, dtype)  # [B, L, V]
 
   def __call__(self, tokens: jax.Array, *, segment_ids: jax.Array | None = None,
                train: bool = False, rng_dropout: jax.Array | None = None) -> jax.Array:
