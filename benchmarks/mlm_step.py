@@ -90,6 +90,13 @@ def main():
   parser.add_argument('--dtypes', default='float32,bfloat16')
   parser.add_argument('--remat', default='off', help="'off', 'on' or 'off,on'")
   args = parser.parse_args()
+  for name, values, allowed in (('--dtypes', args.dtypes, ('float32', 'bfloat16')),
+                                ('--remat', args.remat, ('off', 'on'))):
+    bad = [v for v in values.split(',') if v not in allowed]
+    if bad:
+      parser.error(f'{name}: {",".join(bad)} not in {",".join(allowed)}')
+  if args.steps < 1:
+    parser.error(f'--steps={args.steps} must be >= 1')
   print(f'devices: {jax.devices()}')
   peaks = {'float32': matmul_peak(2048, jnp.float32), 'bfloat16': matmul_peak(2048, jnp.bfloat16)}
   for name, peak in peaks.items():

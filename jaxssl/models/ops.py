@@ -78,6 +78,8 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None, *,
 
   Raises:
     ValueError: rate outside [0, 1), or no key when one is needed.
+    TypeError: from forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) in training mode:
+      a ``jax.custom_vjp`` supports reverse mode only.
   """
   if not 0.0 <= rate < 1.0:
     raise ValueError(f'dropout rate must be in [0, 1), got {rate}')
@@ -110,6 +112,10 @@ def dense_matmul(x: jax.Array, kernel: jax.Array, dtype: str = 'float32') -> jax
 
   Returns:
     float32 [..., N].
+
+  Raises:
+    TypeError: from forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize``):
+      a ``jax.custom_vjp`` supports reverse mode only (``jax.grad``, ``jax.hessian`` work).
   """
   return jnp.matmul(x.astype(dtype), kernel.astype(dtype), preferred_element_type=jnp.float32)
 
