@@ -1,9 +1,11 @@
-"""Layer pieces written around XLA's CPU backend: exact GELU, inverted dropout and the
-convolution kernel initializer.
+"""Layer pieces written around XLA's CPU backend: exact GELU, inverted dropout, the dense
+layers' matmul and the convolution kernel initializer.
 
 Each gives the values of its usual JAX/Flax form (``jax.nn.gelu(approximate=False)``,
-``flax.nnx.Dropout``, flax's default conv ``kernel_init``) and differs only in what XLA has
-to compile or compute (measured on 2 CPU cores; see README's Benchmarks).
+``flax.nnx.Dropout``, ``nnx.Linear``'s dot, flax's default conv ``kernel_init``) and differs
+only in what XLA has to compile or compute (measured on 2 CPU cores; see README's
+Benchmarks). ``dropout`` and ``dense_matmul`` are ``jax.custom_vjp`` functions: reverse-mode
+autodiff only.
 """
 
 from __future__ import annotations
