@@ -58,7 +58,9 @@ class TransformerConfig:
       the block's activations there (gradient checkpointing, Chen et al. 2016,
       arXiv:1604.06174, through ``nnx.remat``): activation memory per layer falls from
       O(B L (D + F) + B H L^2) to O(B L D), for one more forward pass of compute. Same
-      values up to float rounding of the recomputation.
+      values up to float rounding of the recomputation. On XLA:CPU (jax 0.10.2) the saving
+      mostly does not happen: it drops the recomputation barriers of these unrolled
+      layers (measured at L=512, B=8, mini: temporary buffers 913 -> 881 MiB, step +24%).
   """
   vocab_size: int
   max_len: int
