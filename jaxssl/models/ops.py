@@ -4,8 +4,9 @@ layers' matmul and the convolution kernel initializer.
 Each gives the values of its usual JAX/Flax form (``jax.nn.gelu(approximate=False)``,
 ``flax.nnx.Dropout``, ``nnx.Linear``'s dot, flax's default conv ``kernel_init``) and differs
 only in what XLA has to compile or compute (measured on 2 CPU cores; see README's
-Benchmarks). ``dropout`` and ``dense_matmul`` are ``jax.custom_vjp`` functions: reverse-mode
-autodiff only.
+Benchmarks). ``dropout`` and float32 ``dense_matmul`` are ``jax.custom_jvp`` functions (both
+autodiff modes); ``dense_matmul`` with bfloat16 operands is a ``jax.custom_vjp`` function,
+reverse mode only.
 """
 
 from __future__ import annotations
@@ -40,21 +41,18 @@ def gelu(x: jax.Array) -> jax.Array:
   return 0.5 * x * (1.0 + jax.lax.erf(x * _SQRT_HALF.astype(x.dtype)))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _masked_scale(x: jax.Array, keep: jax.Array, keep_prob: float) -> jax.Array:
   return jax.lax.select(keep, x / keep_prob, jnp.zeros_like(x))
 
 
-def _masked_scale_fwd(x, keep, keep_prob):
-  return _masked_scale(x, keep, keep_prob), keep
-
-
-def _masked_scale_bwd(keep_prob, keep, g):
-  # The gradient of select(keep, x / p, 0) with respect to x; keep is boolean (no gradient).
-  return jax.lax.select(keep, g / keep_prob, jnp.zeros_like(g)), None
-
-
-_masked_scale.defvjp(_masked_scale_fwd, _masked_scale_bwd)
+@_masked_scale.defjvp
+def _masked_scale_jvp(keep_prob, primals, tangents):
+  # Linear in x with the boolean mask as its only residual; keep has no tangent.
+  x, keep = primals
+  tx, _ = tangents
+  return (_masked_scale(x, keep, keep_prob),
+          jax.lax.select(keep, tx / keep_prob, jnp.zeros_like(tx)))
 
 
 def dropout(x: jax.Array, rate: float, key: jax.Array | None, *,
@@ -64,10 +62,10 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None, *,
   Same values as ``flax.nnx.Dropout(rate)(x, deterministic=..., rngs=key)`` for the same key
   (the keep mask is ``jax.random.bernoulli(key, 1 - rate, x.shape)``, kept entries are
   divided by ``1 - rate``) and the same gradients up to one float rounding. What differs is
-  the backward pass: it reuses the boolean mask saved by the forward pass, where plain
-  autodiff makes XLA draw the random bits a second time inside the backward transposes
-  (the MLM mini train step: 0.951 -> 0.810 s with this and ``gelu`` together, CLM 1.158 ->
-  1.030 s, measured alternately in one process; see README).
+  the derivative: a ``jax.custom_jvp`` whose tangent reuses the boolean mask of the forward
+  pass, where plain autodiff makes XLA draw the random bits a second time inside the
+  backward transposes (the MLM mini train step: 0.951 -> 0.810 s with this and ``gelu``
+  together, CLM 1.158 -> 1.030 s, measured alternately in one process; see README).
 
   Args:
     x: float array of any shape.
@@ -80,8 +78,6 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None, *,
 
   Raises:
     ValueError: rate outside [0, 1), or no key when one is needed.
-    TypeError: from forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) in training mode:
-      a ``jax.custom_vjp`` supports reverse mode only.
   """
   if not 0.0 <= rate < 1.0:
     raise ValueError(f'dropout rate must be in [0, 1), got {rate}')
@@ -93,43 +89,78 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None, *,
   return _masked_scale(x, keep, 1.0 - rate)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def dense_matmul(x: jax.Array, kernel: jax.Array, dtype: str = 'float32') -> jax.Array:
   """``x @ kernel`` on ``dtype`` operands with float32 accumulation, in the backward too.
 
-  The backward pass is written out: the incoming float32 gradient is rounded to ``dtype``
-  like the operands, so with 'bfloat16' its two matmuls (input and weight gradients, 2/3
-  of a layer's FLOPs) also run at the bf16 rate (PyTorch autocast's and TPU matmuls'
-  precision); plain autodiff of a bf16-input dot does them in float32. The weight gradient
-  is one 2-D product contracting the flattened leading axes of x and g, which XLA:CPU runs
-  without the transposes it emits for autodiff's 3-D contraction. Measured on the MLM train
-  step (2 cores): bf16 0.775 -> 0.619 s (mini) and 2.083 -> 1.534 s (small) against
-  autodiff of the bf16 dot (a 2048^3 bf16 matmul: 1,453 vs 291 GFLOP/s f32 on this AMX
-  CPU); see README for the float32 figures.
+  The derivatives are written out. The weight gradient is one 2-D product contracting the
+  flattened leading axes of x and the incoming gradient, which XLA:CPU runs without the
+  transposes it emits for autodiff's 3-D contraction (the f32 MLM train step 1.24x faster,
+  see README). With 'bfloat16' the incoming float32 gradient is rounded to bfloat16 like the
+  operands, so the two backward matmuls (input and weight gradients, 2/3 of a layer's FLOPs)
+  also run at the bf16 rate (PyTorch autocast's and TPU matmuls' precision); plain autodiff of
+  a bf16-input dot does them in float32. Measured on the MLM train step (2 cores): bf16
+  0.775 -> 0.619 s (mini) and 2.083 -> 1.534 s (small) against autodiff of the bf16 dot (a
+  2048^3 bf16 matmul: 1,453 vs 291 GFLOP/s f32 on this AMX CPU).
+
+  float32 is a ``jax.custom_jvp`` (forward and reverse mode: ``jax.jvp``, ``jax.jacfwd``,
+  ``jax.grad``), its tangent written on the 2-D operands so that its transpose is the product
+  above. Other dtypes are a ``jax.custom_vjp``: a JVP cannot round the incoming gradient
+  (JAX transposes a bf16-operand product into a float32 one, and XLA:CPU does not fold the
+  rounding into it), so they support reverse mode only.
 
   Args:
     x: float [..., K].
     kernel: float [K, N].
-    dtype: 'float32' or 'bfloat16', the operands' dtype (accumulation is float32).
+    dtype: the operands' dtype, e.g. 'float32' or 'bfloat16' (accumulation is float32).
 
   Returns:
     float32 [..., N].
 
   Raises:
-    TypeError: from forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize``):
-      a ``jax.custom_vjp`` supports reverse mode only (``jax.grad``, ``jax.hessian`` work).
+    TypeError: from forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize``)
+      when dtype is not float32.
   """
+  if jnp.dtype(dtype) == jnp.float32:
+    return _matmul_f32(x, kernel)
+  return _matmul_low_precision(x, kernel, jnp.dtype(dtype).name)
+
+
+def _matmul_2d(a: jax.Array, b: jax.Array) -> jax.Array:
+  """[M, K] @ [K, N] with float32 accumulation."""
+  return jax.lax.dot_general(a, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+
+
+@jax.custom_jvp
+def _matmul_f32(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return jnp.matmul(x.astype(jnp.float32), kernel.astype(jnp.float32),
+                    preferred_element_type=jnp.float32)
+
+
+@_matmul_f32.defjvp
+def _matmul_f32_jvp(primals, tangents):
+  x, kernel = primals
+  tx, tkernel = tangents
+  lead, k = x.shape[:-1], x.shape[-1]
+  x2, kernel = x.astype(jnp.float32).reshape(-1, k), kernel.astype(jnp.float32)
+  y = _matmul_2d(x2, kernel)
+  ty = (_matmul_2d(tx.astype(jnp.float32).reshape(-1, k), kernel)
+        + _matmul_2d(x2, tkernel.astype(jnp.float32)))
+  return y.reshape(*lead, -1), ty.reshape(*lead, -1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _matmul_low_precision(x: jax.Array, kernel: jax.Array, dtype: str) -> jax.Array:
   return jnp.matmul(x.astype(dtype), kernel.astype(dtype), preferred_element_type=jnp.float32)
 
 
-def _dense_matmul_fwd(x, kernel, dtype):
+def _matmul_low_precision_fwd(x, kernel, dtype):
   xc, kc = x.astype(dtype), kernel.astype(dtype)
   # Empty arrays carry the operands' own dtypes (their gradients must match them).
   dtypes = (jnp.zeros((0,), x.dtype), jnp.zeros((0,), kernel.dtype))
   return jnp.matmul(xc, kc, preferred_element_type=jnp.float32), (xc, kc, dtypes)
 
 
-def _dense_matmul_bwd(dtype, residuals, g):
+def _matmul_low_precision_bwd(dtype, residuals, g):
   xc, kc, (x_like, k_like) = residuals
   gc = g.astype(dtype)
   dx = jnp.matmul(gc, kc.T, preferred_element_type=jnp.float32)
@@ -138,7 +169,7 @@ def _dense_matmul_bwd(dtype, residuals, g):
   return dx.astype(x_like.dtype), dk.astype(k_like.dtype)
 
 
-dense_matmul.defvjp(_dense_matmul_fwd, _dense_matmul_bwd)
+_matmul_low_precision.defvjp(_matmul_low_precision_fwd, _matmul_low_precision_bwd)
 
 
 def conv_kernel_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
