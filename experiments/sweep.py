@@ -440,8 +440,9 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
 def main() -> None:
   """``python -m experiments.sweep``: flags as in the module docstring; any bad input or a
   failed run (with ``--keep_going``: any failed run, at the end) exits with one line
-  ``error: ...`` and status 1; SIGTERM during a run exits as that experiment does (its
-  checkpoint saved, status 143)."""
+  ``error: ...`` and status 1; SIGTERM during a run's steps exits as that experiment does (its
+  checkpoint saved, status 143), outside them (data preparation, summaries, tables) with
+  status 143 and one line too."""
   experiment = flags.DEFINE_string('experiment', None, f'One of {", ".join(EXPERIMENTS)}.',
                                    required=True)
   workdir = flags.DEFINE_string('workdir', None, 'Root folder of the runs and tables.',
@@ -465,11 +466,12 @@ def main() -> None:
                     base=base.value)
         print('\n'.join(command_lines(experiment.value, runs, sets.value)))
         return
-      run_sweep(experiment.value, workdir.value, seeds=run_seeds, sets=sets.value,
-                base=base.value, keep_going=keep_going.value)
+      with cli.sigterm_raises_terminated():
+        run_sweep(experiment.value, workdir.value, seeds=run_seeds, sets=sets.value,
+                  base=base.value, keep_going=keep_going.value)
     except (ValueError, OSError) as e:  # bad input; a run's failure (RUN_ERRORS) re-raised
       sys.exit(f'error: {e}')
-    except loop.Preempted as e:  # the run in progress saved its checkpoint: rerun resumes
+    except (loop.Preempted, cli.Terminated) as e:  # saved checkpoints kept: rerun resumes
       cli.exit_preempted(e)
 
   app.run(run_main, flags_parser=cli.parse_flags)

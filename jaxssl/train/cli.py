@@ -7,8 +7,11 @@ several experiments in one process (tests, sweeps) defines nothing twice.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import signal
 import sys
+import threading
 from typing import Callable
 
 import ml_collections
@@ -25,7 +28,39 @@ PREEMPTED_EXIT_STATUS = 143  # 128 + SIGTERM
 RUN_ERRORS = (ValueError, OSError, FloatingPointError, checkpoint.NoReadableCheckpoint)
 
 
-def exit_preempted(e: loop.Preempted) -> None:
+class Terminated(Exception):
+  """SIGTERM arrived outside the training loop: while the data was prepared, the model built
+  or a checkpoint restored, or after the last step (final evaluation, summary). Checkpoints
+  already complete are kept; a rerun redoes the interrupted work."""
+
+  def __init__(self):
+    super().__init__('preempted (SIGTERM) outside the training loop (data preparation, setup '
+                     'or the final summary): saved checkpoints are kept; run the same command '
+                     'again to resume')
+
+
+@contextlib.contextmanager
+def sigterm_raises_terminated():
+  """While installed, SIGTERM raises ``Terminated`` in the main thread, so the run exits
+  through ``exit_preempted`` with one line instead of dying silently. The training loop
+  installs its own handler (checkpoint, then ``loop.Preempted``) while it runs. No-op
+  outside the main thread (Python handles signals there only)."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+
+  def handle(signum, frame):
+    del signum, frame
+    raise Terminated()
+
+  previous = signal.signal(signal.SIGTERM, handle)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def exit_preempted(e: loop.Preempted | Terminated) -> None:
   """Prints the preemption line and exits with ``PREEMPTED_EXIT_STATUS``."""
   print(e, file=sys.stderr)
   sys.exit(PREEMPTED_EXIT_STATUS)
@@ -53,7 +88,9 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
   value, missing or bad data, a foreign workdir, unreadable checkpoints and a diverged run
   (non-finite metrics) each exit with one line ``error: ...`` and status 1. SIGTERM
   (preemption) checkpoints the current step and exits with status 143 (128 + SIGTERM, so a
-  scheduler that restarts failed jobs restarts it) and one line saying so.
+  scheduler that restarts failed jobs restarts it) and one line saying so; outside the
+  training loop (one process) it exits the same way without a new checkpoint
+  (``Terminated``). With ``--multiprocess``, JAX's preemption sync point handles SIGTERM.
   """
   default = get_config()
   try:  # overrides are applied here, as the flag is defined, so a misspelt field fails here
@@ -69,13 +106,16 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    # Several processes: JAX's preemption notifier owns SIGTERM (see loop._Preemption).
+    guard = contextlib.nullcontext() if multiprocess.value else sigterm_raises_terminated()
     try:
-      if multiprocess.value:
-        mesh_lib.initialize_distributed()
-      summary = train_and_evaluate(config.value, workdir.value)
+      with guard:
+        if multiprocess.value:
+          mesh_lib.initialize_distributed()
+        summary = train_and_evaluate(config.value, workdir.value)
     except RUN_ERRORS as e:
       sys.exit(f'error: {e}')
-    except loop.Preempted as e:
+    except (loop.Preempted, Terminated) as e:
       exit_preempted(e)
     logging.info('summary: %s', {k: v for k, v in summary.items() if k.startswith('eval/')})
 

@@ -16,9 +16,10 @@ import orbax.checkpoint as ocp
 from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.train import checkpoint
 
-# Fields that may differ between a checkpoint and the config resuming it.
+# Fields that may differ between a checkpoint and the config resuming it: the run's length
+# and cadence, and model.remat (recomputation in the backward pass: same values, less memory).
 RESUMABLE_CHANGES = ('num_train_steps', 'log_every_steps', 'eval_every_steps',
-                     'checkpoint_every_steps', 'max_checkpoints_to_keep')
+                     'checkpoint_every_steps', 'max_checkpoints_to_keep', 'model.remat')
 
 
 def get(config: ml_collections.ConfigDict, field: str):

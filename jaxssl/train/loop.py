@@ -87,13 +87,14 @@ class Cadence:
 
 def _flush(pending: list[tuple[int, dict]], writer, *, elapsed_s: float,
            tokens_per_step: int, examples_per_step: int, max_skipped: int = 0,
-           streak: int = 0) -> tuple[dict[str, float], int]:
+           streak: int = 0, grad_clip_norm: float = 0.0) -> tuple[dict[str, float], int]:
   """Moves pending per-step metrics to the host, checks them and writes their means.
 
   A step with a non-finite metric raises FloatingPointError, unless it is one of at most
   ``max_skipped`` such steps in a row (``optim.skip_nonfinite_updates``: the optimizer
   dropped its update); those are left out of the means and counted in ``skipped_steps``.
-  ``streak`` is the run of non-finite steps that ended the previous flush.
+  ``streak`` is the run of non-finite steps that ended the previous flush;
+  ``grad_clip_norm`` (the run's ``optim.grad_clip_norm``) words the error's remedy.
 
   Returns:
     (the written means, the run of non-finite steps at the end of this flush).
@@ -110,8 +111,7 @@ def _flush(pending: list[tuple[int, dict]], writer, *, elapsed_s: float,
           f'non-finite train/{name}={v} at step {step}'
           + (f' ({streak} steps in a row, more than optim.skip_nonfinite_updates='
              f'{max_skipped})' if max_skipped else '')
-          + '; no checkpoint holds a non-finite state (lower optim.learning_rate or enable '
-          'optim.grad_clip_norm)')
+          + f'; no checkpoint holds a non-finite state ({_divergence_remedy(grad_clip_norm)})')
     if bad:
       skipped += 1
       logging.warning('non-finite train/%s at step %d: its update was skipped', bad[0][0], step)
@@ -150,11 +150,18 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves] or [jnp.bool_(True)]))
 
 
+def _divergence_remedy(grad_clip_norm: float) -> str:
+  """What to change after a diverged run, given its ``optim.grad_clip_norm``."""
+  if grad_clip_norm > 0:
+    return f'lower optim.learning_rate or optim.grad_clip_norm={grad_clip_norm:g}'
+  return 'lower optim.learning_rate or enable optim.grad_clip_norm'
+
+
 def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: jax.Array,
         cadence: Cadence, writer: metric_writers.MetricWriter, manager,
         meta: dict, eval_fn: Callable[[Any, int], dict[str, float]] | None = None,
         tokens_per_step: int = 0, examples_per_step: int = 0, max_skipped_steps: int = 0,
-        fail_at_step: int | None = None):
+        grad_clip_norm: float = 0.0, fail_at_step: int | None = None):
   """Trains from ``state.step`` to ``cadence.num_train_steps``.
 
   Args:
@@ -174,6 +181,7 @@ def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: ja
     examples_per_step: examples (images) per global batch, for ``train/examples_per_sec``.
     max_skipped_steps: non-finite steps in a row that are tolerated because the optimizer
       drops their updates (``optim.skip_nonfinite_updates``; 0: none).
+    grad_clip_norm: the run's ``optim.grad_clip_norm``, for the divergence error's remedy.
     fail_at_step: test hook: raise ``SimulatedFault`` right after this step's work.
 
   Returns:
@@ -210,7 +218,8 @@ def run(state, *, train_step: Callable, get_batch: Callable[[int], Any], rng: ja
         now = time.perf_counter()
         _, streak = _flush(pending, writer, elapsed_s=now - t_log,
                            tokens_per_step=tokens_per_step, examples_per_step=examples_per_step,
-                           max_skipped=max_skipped_steps, streak=streak)
+                           max_skipped=max_skipped_steps, streak=streak,
+                           grad_clip_norm=grad_clip_norm)
         pending, t_log = [], now
       if eval_fn is not None and cadence.due(cadence.eval_every_steps, done) and not preempted:
         with report.timed('eval'):
@@ -356,7 +365,7 @@ def run_and_close(state, *, config, num_train_steps: int, train_step: Callable,
         writer=writer, manager=manager, meta=meta, eval_fn=eval_fn,
         tokens_per_step=tokens_per_step, examples_per_step=examples_per_step,
         max_skipped_steps=config.optim.get('skip_nonfinite_updates', 0),
-        fail_at_step=fail_at_step)
+        grad_clip_norm=config.optim.get('grad_clip_norm', 0.0), fail_at_step=fail_at_step)
     if not last_eval:  # resumed at the final step: evaluate what was restored
       last_eval = eval_fn(state, int(jax.device_get(state.step)))
   finally:

@@ -56,3 +56,42 @@ def test_a_workdir_that_is_a_file_is_one_error_line(tmp_path):
   assert 'Traceback' not in stderr, stderr[-3000:]
   last = stderr.rstrip().splitlines()[-1]
   assert last.startswith('error: [Errno 17] File exists') and str(path) in last, last
+
+
+# Runs an experiment through cli.run with SIGTERM sent from inside one of its functions:
+# argv[1] names the module, argv[2] the function (in the module or in jaxssl.train.writers).
+_SIGTERM_DRIVER = '''
+import os, signal, sys
+from experiments import autoencoder
+from jaxssl.train import cli, writers
+owner = autoencoder if hasattr(autoencoder, sys.argv[2]) else writers
+real = getattr(owner, sys.argv[2])
+def terminated_in(*args, **kwargs):
+  os.kill(os.getpid(), signal.SIGTERM)
+  return real(*args, **kwargs)
+setattr(owner, sys.argv[2], terminated_in)
+sys.argv = ['autoencoder'] + sys.argv[3:]
+cli.run(autoencoder.get_config, autoencoder.train_and_evaluate)
+'''
+
+
+@pytest.mark.parametrize('function, checkpoints', [
+    ('prepare_data', []),  # before the loop: nothing saved yet
+    ('write_summary', ['2']),  # after the last step: its checkpoint complete
+])
+def test_sigterm_outside_the_loop_is_one_line_and_status_143(function, checkpoints, tmp_path):
+  workdir = tmp_path / 'w'
+  proc = subprocess.run(
+      [sys.executable, '-c', _SIGTERM_DRIVER, 'autoencoder', function, f'--workdir={workdir}',
+       f'--config.data.cache_dir={tmp_path / "cache"}', '--config.num_train_steps=2',
+       '--config.checkpoint_every_steps=2', '--config.eval_every_steps=0',
+       '--config.optim.warmup_steps=0'],
+      cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 143, proc.stderr[-3000:]
+  assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+  assert proc.stderr.rstrip().splitlines()[-1] == (
+      'preempted (SIGTERM) outside the training loop (data preparation, setup or the final '
+      'summary): saved checkpoints are kept; run the same command again to resume')
+  folder = workdir / 'checkpoints'
+  assert (sorted(os.listdir(folder)) if folder.exists() else []) == checkpoints
+  assert not (workdir / 'summary.json').exists()

@@ -4,6 +4,7 @@ import ml_collections
 import pytest
 from ml_collections import config_dict
 
+from experiments import mlm_pretrain
 from jaxssl.train import config_checks
 
 
@@ -58,3 +59,12 @@ def test_configs_compare_as_json_stores_them():
   current.num_train_steps = 10  # resumable: ignored
   current.model.widths = (4, 16)
   assert config_checks.config_differences(saved, current.to_dict()) == ['model.widths']
+
+
+def test_switching_remat_resumes_but_a_model_size_does_not():
+  saved = mlm_pretrain.get_config().to_dict()
+  current = mlm_pretrain.get_config()
+  current.model.remat = not saved['model']['remat']  # memory for recomputation, same values
+  assert config_checks.config_differences(saved, current.to_dict()) == []
+  current.model.preset = 'small'
+  assert config_checks.config_differences(saved, current.to_dict()) == ['model.preset']
