@@ -5,13 +5,13 @@ r"""Masked-LM train-step throughput and achieved FLOP/s against a matmul measure
   python benchmarks/mlm_step.py --seq_len=512 --batch=8 --dtypes=float32 --remat=off,on
 
 Prints, per compute dtype: step time, tokens/s (every position of every row), the step's
-FLOPs from XLA's cost analysis of the compiled step, achieved FLOP/s, and that as a fraction of
-the peak of a square matmul measured in the same process (f32, and bf16 inputs with f32
-accumulation), and XLA's temporary buffer size of the compiled step (activations kept for
-the backward pass and scratch: what ``model.remat`` trades for recomputation). Also the
-6 x params x tokens estimate of the FLOPs, for reference. Runs the
-real ``experiments.mlm_pretrain.train_step`` (masking, accumulation scan, AdamW) on random
-ordinary tokens, so no data preparation is timed.
+FLOPs from XLA's cost analysis of the compiled step (one partition's, times the device
+count), achieved FLOP/s and that as a fraction of the peak of a square matmul measured in the
+same process (f32, and bf16 inputs with f32 accumulation), and XLA's temporary buffer size
+of the compiled step per device (activations kept for the backward pass and scratch: what
+``model.remat`` trades for recomputation). Also the 6 x params x tokens estimate of the
+FLOPs, for reference. Runs the real ``experiments.mlm_pretrain.train_step`` (masking,
+accumulation scan, AdamW) on random ordinary tokens, so no data preparation is timed.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def step_throughput(preset: str, dtype: str, batch: int, seq_len: int, vocab: in
   compiled = step.lower(state, tokens, rng).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
-  flops = float(cost.get('flops', 0.0))
+  flops = float(cost.get('flops', 0.0)) * jax.device_count()  # cost analysis: one partition
   memory = compiled.memory_analysis()
   temp_bytes = float(memory.temp_size_in_bytes) if memory is not None else float('nan')
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
