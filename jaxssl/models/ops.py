@@ -136,16 +136,22 @@ def _matmul_f32(x: jax.Array, kernel: jax.Array) -> jax.Array:
                     preferred_element_type=jnp.float32)
 
 
-@_matmul_f32.defjvp
 def _matmul_f32_jvp(primals, tangents):
+  # Symbolic zeros: a term whose tangent is zero (e.g. a frozen kernel) costs no product.
   x, kernel = primals
   tx, tkernel = tangents
   lead, k = x.shape[:-1], x.shape[-1]
   x2, kernel = x.astype(jnp.float32).reshape(-1, k), kernel.astype(jnp.float32)
   y = _matmul_2d(x2, kernel)
-  ty = (_matmul_2d(tx.astype(jnp.float32).reshape(-1, k), kernel)
-        + _matmul_2d(x2, tkernel.astype(jnp.float32)))
-  return y.reshape(*lead, -1), ty.reshape(*lead, -1)
+  terms = []
+  if not isinstance(tx, jax.custom_derivatives.SymbolicZero):
+    terms.append(_matmul_2d(tx.astype(jnp.float32).reshape(-1, k), kernel))
+  if not isinstance(tkernel, jax.custom_derivatives.SymbolicZero):
+    terms.append(_matmul_2d(x2, tkernel.astype(jnp.float32)))
+  return y.reshape(*lead, -1), sum(terms[1:], terms[0]).reshape(*lead, -1)
+
+
+_matmul_f32.defjvp(_matmul_f32_jvp, symbolic_zeros=True)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

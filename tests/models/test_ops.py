@@ -151,6 +151,11 @@ def test_float32_dense_matmul_and_dropout_support_forward_mode():
   np.testing.assert_allclose(ty, np.where(kept, f64(tx) / (1 - rate), 0), rtol=2.4e-7)
   with pytest.raises(TypeError):  # bf16 operands: reverse mode only (custom_vjp)
     jax.jvp(lambda x: ops.dense_matmul(x, kernel, 'bfloat16'), (x,), (tx,))
+  # A frozen operand costs no product: forward + one gradient product, or + two.
+  dots = lambda f, *args: str(jax.make_jaxpr(f)(*args)).count('dot_general')
+  loss = lambda x, k: jnp.sum(ops.dense_matmul(x, k))
+  assert dots(jax.grad(loss), x, kernel) == dots(jax.grad(loss, argnums=1), x, kernel) == 2
+  assert dots(jax.grad(loss, argnums=(0, 1)), x, kernel) == 3
 
 
 def test_transformer_forward_mode_agrees_with_its_gradient():
