@@ -466,12 +466,12 @@ def main() -> None:
                     base=base.value)
         print('\n'.join(command_lines(experiment.value, runs, sets.value)))
         return
-      with cli.sigterm_raises_terminated():
-        run_sweep(experiment.value, workdir.value, seeds=run_seeds, sets=sets.value,
-                  base=base.value, keep_going=keep_going.value)
+      cli.exit_on_sigterm()
+      run_sweep(experiment.value, workdir.value, seeds=run_seeds, sets=sets.value,
+                base=base.value, keep_going=keep_going.value)
     except (ValueError, OSError) as e:  # bad input; a run's failure (RUN_ERRORS) re-raised
       sys.exit(f'error: {e}')
-    except (loop.Preempted, cli.Terminated) as e:  # saved checkpoints kept: rerun resumes
+    except loop.Preempted as e:  # the run in progress saved its checkpoint: rerun resumes
       cli.exit_preempted(e)
 
   app.run(run_main, flags_parser=cli.parse_flags)

@@ -5,8 +5,9 @@ Each gives the values of its usual JAX/Flax form (``jax.nn.gelu(approximate=Fals
 ``flax.nnx.Dropout``, ``nnx.Linear``'s dot, flax's default conv ``kernel_init``) and differs
 only in what XLA has to compile or compute (measured on 2 CPU cores; see README's
 Benchmarks). ``dropout`` and float32 ``dense_matmul`` are ``jax.custom_jvp`` functions (both
-autodiff modes); ``dense_matmul`` with bfloat16 operands is a ``jax.custom_vjp`` function,
-reverse mode only.
+autodiff modes); ``dense_matmul`` with bfloat16 operands is a ``jax.custom_vjp`` function:
+reverse mode, and forward mode over it (Hessian-vector products), but no forward mode of its
+own.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def dense_matmul(x: jax.Array, kernel: jax.Array, dtype: str = 'float32') -> jax
   ``jax.grad``), its tangent written on the 2-D operands so that its transpose is the product
   above. Other dtypes are a ``jax.custom_vjp``: a JVP cannot round the incoming gradient
   (JAX transposes a bf16-operand product into a float32 one, and XLA:CPU does not fold the
-  rounding into it), so they support reverse mode only.
+  rounding into it), so they support reverse mode and forward-over-reverse (``jax.jvp`` of
+  a ``jax.grad``) but not forward mode applied to them.
 
   Args:
     x: float [..., K].
@@ -117,8 +119,8 @@ def dense_matmul(x: jax.Array, kernel: jax.Array, dtype: str = 'float32') -> jax
     float32 [..., N].
 
   Raises:
-    TypeError: from forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize``)
-      when dtype is not float32.
+    TypeError: from forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, or calling the
+      linear function ``jax.linearize`` returns) when dtype is not float32.
   """
   if jnp.dtype(dtype) == jnp.float32:
     return _matmul_f32(x, kernel)

@@ -7,8 +7,8 @@ several experiments in one process (tests, sweeps) defines nothing twice.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
+import os
 import signal
 import sys
 import threading
@@ -28,39 +28,36 @@ PREEMPTED_EXIT_STATUS = 143  # 128 + SIGTERM
 RUN_ERRORS = (ValueError, OSError, FloatingPointError, checkpoint.NoReadableCheckpoint)
 
 
-class Terminated(Exception):
-  """SIGTERM arrived outside the training loop: while the data was prepared, the model built
-  or a checkpoint restored, or after the last step (final evaluation, summary). Checkpoints
-  already complete are kept; a rerun redoes the interrupted work."""
-
-  def __init__(self):
-    super().__init__('preempted (SIGTERM) outside the training loop (data preparation, setup '
-                     'or the final summary): saved checkpoints are kept; run the same command '
-                     'again to resume')
+TERMINATED_LINE = ('preempted (SIGTERM) outside the training loop (setup, data preparation or '
+                   'the final summary): saved checkpoints are kept; run the same command again '
+                   'to resume')
 
 
-@contextlib.contextmanager
-def sigterm_raises_terminated():
-  """While installed, SIGTERM raises ``Terminated`` in the main thread, so the run exits
-  through ``exit_preempted`` with one line instead of dying silently. The training loop
-  installs its own handler (checkpoint, then ``loop.Preempted``) while it runs. No-op
-  outside the main thread (Python handles signals there only)."""
-  if threading.current_thread() is not threading.main_thread():
-    yield
-    return
+def exit_on_sigterm() -> None:
+  """From now on, SIGTERM outside the training loop prints ``TERMINATED_LINE`` and exits at
+  once with ``PREEMPTED_EXIT_STATUS`` (``os._exit``: no ``except`` clause can swallow it).
 
-  def handle(signum, frame):
-    del signum, frame
-    raise Terminated()
-
-  previous = signal.signal(signal.SIGTERM, handle)
-  try:
-    yield
-  finally:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+  Outside the loop no checkpoint is being written: the loop installs its own handler
+  (checkpoint, then ``loop.Preempted``) while it runs and defers SIGTERM until its saves are
+  complete. What the exit interrupts (data preparation, restoring, the final evaluation and
+  summary) a rerun redoes. Only from the main thread (Python handles signals there only).
+  """
+  if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _exit_terminated)
 
 
-def exit_preempted(e: loop.Preempted | Terminated) -> None:
+def _exit_terminated(signum, frame):
+  del signum, frame
+  for stream in (sys.stdout, sys.stderr):  # what was printed before the line
+    try:
+      stream.flush()
+    except (OSError, ValueError, RuntimeError):  # closed, or interrupted mid-write
+      pass
+  os.write(2, f'{TERMINATED_LINE}\n'.encode())
+  os._exit(PREEMPTED_EXIT_STATUS)
+
+
+def exit_preempted(e: loop.Preempted) -> None:
   """Prints the preemption line and exits with ``PREEMPTED_EXIT_STATUS``."""
   print(e, file=sys.stderr)
   sys.exit(PREEMPTED_EXIT_STATUS)
@@ -89,8 +86,9 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
   (non-finite metrics) each exit with one line ``error: ...`` and status 1. SIGTERM
   (preemption) checkpoints the current step and exits with status 143 (128 + SIGTERM, so a
   scheduler that restarts failed jobs restarts it) and one line saying so; outside the
-  training loop (one process) it exits the same way without a new checkpoint
-  (``Terminated``). With ``--multiprocess``, JAX's preemption sync point handles SIGTERM.
+  training loop (one process, once the imports are done) it exits the same way without a new
+  checkpoint (``exit_on_sigterm``). With ``--multiprocess``, JAX's preemption sync point
+  handles SIGTERM.
   """
   default = get_config()
   try:  # overrides are applied here, as the flag is defined, so a misspelt field fails here
@@ -106,16 +104,15 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-    # Several processes: JAX's preemption notifier owns SIGTERM (see loop._Preemption).
-    guard = contextlib.nullcontext() if multiprocess.value else sigterm_raises_terminated()
+    if not multiprocess.value:  # several processes: JAX's preemption notifier owns SIGTERM
+      exit_on_sigterm()
     try:
-      with guard:
-        if multiprocess.value:
-          mesh_lib.initialize_distributed()
-        summary = train_and_evaluate(config.value, workdir.value)
+      if multiprocess.value:
+        mesh_lib.initialize_distributed()
+      summary = train_and_evaluate(config.value, workdir.value)
     except RUN_ERRORS as e:
       sys.exit(f'error: {e}')
-    except (loop.Preempted, Terminated) as e:
+    except loop.Preempted as e:
       exit_preempted(e)
     logging.info('summary: %s', {k: v for k, v in summary.items() if k.startswith('eval/')})
 

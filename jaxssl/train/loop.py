@@ -43,7 +43,9 @@ class Preempted(Exception):
 
 class _Preemption:
   """Notices SIGTERM while installed (``with``): one process flags it locally; several
-  processes use JAX's preemption sync point, so all of them stop at the same step."""
+  processes use JAX's preemption sync point, so all of them stop at the same step. A flagged
+  SIGTERM that nobody acted on (the block ended without an exception) is sent again on exit,
+  to the handler that was there before (the command line's, or the default)."""
 
   def __init__(self, manager):
     self.manager, self.requested = manager, False
@@ -60,9 +62,11 @@ class _Preemption:
     del signum, frame
     self.requested = True
 
-  def __exit__(self, *exc):
+  def __exit__(self, exc_type, *exc):
     if self._installed:  # None: the previous handler was not set from Python
       signal.signal(signal.SIGTERM, signal.SIG_DFL if self._previous is None else self._previous)
+      if self.requested and exc_type is None:
+        signal.raise_signal(signal.SIGTERM)
 
   def due(self, step: int) -> bool:
     """True when the run should checkpoint ``step`` and stop (call it at every step)."""
@@ -153,7 +157,7 @@ def _all_finite(tree) -> jax.Array:
 def _divergence_remedy(grad_clip_norm: float) -> str:
   """What to change after a diverged run, given its ``optim.grad_clip_norm``."""
   if grad_clip_norm > 0:
-    return f'lower optim.learning_rate or optim.grad_clip_norm={grad_clip_norm:g}'
+    return f'lower optim.learning_rate or optim.grad_clip_norm, now {grad_clip_norm:g}'
   return 'lower optim.learning_rate or enable optim.grad_clip_norm'
 
 
@@ -369,8 +373,9 @@ def run_and_close(state, *, config, num_train_steps: int, train_step: Callable,
     if not last_eval:  # resumed at the final step: evaluate what was restored
       last_eval = eval_fn(state, int(jax.device_get(state.step)))
   finally:
-    manager.wait_until_finished()
-    manager.close()
+    with _Preemption(manager):  # a SIGTERM waits for the checkpoint saves to finish
+      manager.wait_until_finished()
+      manager.close()
     writer.close()
   return state, last_eval
 

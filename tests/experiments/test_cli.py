@@ -58,31 +58,53 @@ def test_a_workdir_that_is_a_file_is_one_error_line(tmp_path):
   assert last.startswith('error: [Errno 17] File exists') and str(path) in last, last
 
 
-# Runs an experiment through cli.run with SIGTERM sent from inside one of its functions:
-# argv[1] names the module, argv[2] the function (in the module or in jaxssl.train.writers).
+# Runs the autoencoder through cli.run and sends SIGTERM from inside it: argv[1] says where.
+#   prepare_data: before the loop, in code that catches every Exception (the signal must
+#     not be swallowed); write_summary: after the loop; finished: inside the loop's handler,
+#     after its last look at the flag (the "training finished" log line).
 _SIGTERM_DRIVER = '''
-import os, signal, sys
+import os, signal, sys, time
 from experiments import autoencoder
-from jaxssl.train import cli, writers
-owner = autoencoder if hasattr(autoencoder, sys.argv[2]) else writers
-real = getattr(owner, sys.argv[2])
-def terminated_in(*args, **kwargs):
-  os.kill(os.getpid(), signal.SIGTERM)
-  return real(*args, **kwargs)
-setattr(owner, sys.argv[2], terminated_in)
-sys.argv = ['autoencoder'] + sys.argv[3:]
+from jaxssl.train import cli, loop, writers
+where = sys.argv[1]
+kill = lambda: os.kill(os.getpid(), signal.SIGTERM)
+if where == 'prepare_data':
+  real = autoencoder.prepare_data
+  def prepare_data(config):
+    try:
+      kill()
+      time.sleep(0.5)  # the handler runs here
+    except Exception:
+      pass
+    return real(config)
+  autoencoder.prepare_data = prepare_data
+elif where == 'write_summary':
+  real = writers.write_summary
+  def write_summary(*args, **kwargs):
+    kill()
+    return real(*args, **kwargs)
+  writers.write_summary = write_summary
+else:
+  real_info = loop.logging.info
+  def info(msg, *args):
+    if msg.startswith('training finished'):
+      kill()
+    return real_info(msg, *args)
+  loop.logging.info = info
+sys.argv = ['autoencoder'] + sys.argv[2:]
 cli.run(autoencoder.get_config, autoencoder.train_and_evaluate)
 '''
 
 
-@pytest.mark.parametrize('function, checkpoints', [
+@pytest.mark.parametrize('where, checkpoints', [
     ('prepare_data', []),  # before the loop: nothing saved yet
-    ('write_summary', ['2']),  # after the last step: its checkpoint complete
+    ('finished', ['2']),  # the loop's handler saw it too late to act: handed on
+    ('write_summary', ['2']),  # after the loop: its checkpoint complete
 ])
-def test_sigterm_outside_the_loop_is_one_line_and_status_143(function, checkpoints, tmp_path):
+def test_sigterm_outside_the_loop_is_one_line_and_status_143(where, checkpoints, tmp_path):
   workdir = tmp_path / 'w'
   proc = subprocess.run(
-      [sys.executable, '-c', _SIGTERM_DRIVER, 'autoencoder', function, f'--workdir={workdir}',
+      [sys.executable, '-c', _SIGTERM_DRIVER, where, f'--workdir={workdir}',
        f'--config.data.cache_dir={tmp_path / "cache"}', '--config.num_train_steps=2',
        '--config.checkpoint_every_steps=2', '--config.eval_every_steps=0',
        '--config.optim.warmup_steps=0'],
@@ -90,7 +112,7 @@ def test_sigterm_outside_the_loop_is_one_line_and_status_143(function, checkpoin
   assert proc.returncode == 143, proc.stderr[-3000:]
   assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
   assert proc.stderr.rstrip().splitlines()[-1] == (
-      'preempted (SIGTERM) outside the training loop (data preparation, setup or the final '
+      'preempted (SIGTERM) outside the training loop (setup, data preparation or the final '
       'summary): saved checkpoints are kept; run the same command again to resume')
   folder = workdir / 'checkpoints'
   assert (sorted(os.listdir(folder)) if folder.exists() else []) == checkpoints

@@ -116,7 +116,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
   config = smoke(autoencoder, cache_dir)
   config.optim.grad_clip_norm = 0.5  # the error's remedy names the run's clipping
   with pytest.raises(FloatingPointError, match=r'non-finite train/loss=nan at step 5; .*'
-                     r'\(lower optim.learning_rate or optim.grad_clip_norm=0.5\)'):
+                     r'\(lower optim.learning_rate or optim.grad_clip_norm, now 0.5\)'):
     autoencoder.train_and_evaluate(config, workdir)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['3']
   assert not os.path.exists(os.path.join(workdir, 'summary.json'))
