@@ -53,7 +53,7 @@ def _exit_terminated(signum, frame):
       stream.flush()
     except (OSError, ValueError, RuntimeError):  # closed, or interrupted mid-write
       pass
-  os.write(2, f'{TERMINATED_LINE}\n'.encode())
+  os.write(2, f'\n{TERMINATED_LINE}\n'.encode())  # a progress bar may have left a partial line
   os._exit(PREEMPTED_EXIT_STATUS)
 
 

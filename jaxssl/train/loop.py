@@ -45,10 +45,11 @@ class _Preemption:
   """Notices SIGTERM while installed (``with``): one process flags it locally; several
   processes use JAX's preemption sync point, so all of them stop at the same step. A flagged
   SIGTERM that nobody acted on (the block ended without an exception) is sent again on exit,
-  to the handler that was there before (the command line's, or the default)."""
+  to the handler that was there before (the command line's, or the default), unless
+  ``hand_on`` is False (an error is already on its way out and will end the run)."""
 
-  def __init__(self, manager):
-    self.manager, self.requested = manager, False
+  def __init__(self, manager, hand_on: bool = True):
+    self.manager, self.requested, self.hand_on = manager, False, hand_on
     self._multi = jax.process_count() > 1
     self._installed, self._previous = False, None
 
@@ -65,7 +66,7 @@ class _Preemption:
   def __exit__(self, exc_type, *exc):
     if self._installed:  # None: the previous handler was not set from Python
       signal.signal(signal.SIGTERM, signal.SIG_DFL if self._previous is None else self._previous)
-      if self.requested and exc_type is None:
+      if self.requested and exc_type is None and self.hand_on:
         signal.raise_signal(signal.SIGTERM)
 
   def due(self, step: int) -> bool:
@@ -362,6 +363,7 @@ def run_and_close(state, *, config, num_train_steps: int, train_step: Callable,
   """
   cadence = Cadence(num_train_steps, config.log_every_steps, config.eval_every_steps,
                     config.checkpoint_every_steps)
+  failed = True
   try:
     state, last_eval = run(
         state, train_step=train_step, get_batch=get_batch,
@@ -372,8 +374,10 @@ def run_and_close(state, *, config, num_train_steps: int, train_step: Callable,
         grad_clip_norm=config.optim.get('grad_clip_norm', 0.0), fail_at_step=fail_at_step)
     if not last_eval:  # resumed at the final step: evaluate what was restored
       last_eval = eval_fn(state, int(jax.device_get(state.step)))
+    failed = False
   finally:
-    with _Preemption(manager):  # a SIGTERM waits for the checkpoint saves to finish
+    # A SIGTERM waits for the checkpoint saves; an error on its way out keeps its own line.
+    with _Preemption(manager, hand_on=not failed):
       manager.wait_until_finished()
       manager.close()
     writer.close()

@@ -54,6 +54,9 @@ def test_a_sigterm_the_loop_did_not_act_on_goes_to_the_previous_handler():
         send()
         raise loop.Preempted(3)
     assert received == [signal.SIGTERM]
+    with loop._Preemption(None, hand_on=False):  # an error is on its way out: kept
+      send()
+    assert received == [signal.SIGTERM]
     assert signal.getsignal(signal.SIGTERM) is handler  # restored
   finally:
     signal.signal(signal.SIGTERM, previous)
