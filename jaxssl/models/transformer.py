@@ -96,7 +96,12 @@ class Dense(nnx.Linear):
   precision), and the weight gradient is one 2-D product."""
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    """x: float [..., Din] -> float32 [..., Dout]."""
+    """x: float [..., Din] -> float32 [..., Dout].
+
+    Raises:
+      TypeError: from forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) of a bfloat16
+        layer, whose backward is a ``jax.custom_vjp`` (float32 layers support both modes).
+    """
     y = ops.dense_matmul(x, self.kernel[...], jnp.dtype(self.dtype).name)
     return y if self.bias is None else y + self.bias[...]
 
