@@ -4,15 +4,15 @@ r"""Step-time overhead of async Orbax checkpoints in the real training loop, sid
   python benchmarks/checkpoint_overhead.py --quick    # smoke configs, saves every 50 steps
   python benchmarks/checkpoint_overhead.py --experiments=vae --steps=400 --every=100
 
-Runs ``loop.run_and_close`` (the loop every experiment calls) on the experiment's default
+Runs ``loop.train`` (the loop every experiment calls) on the experiment's default
 config (``get_config``: model, batch, data; ``--quick``: ``smoke_config``, tiny models),
 built from its own functions (``common.build``), twice per round, in fresh temporary
 workdirs with a real CLU writer:
 
 * on: ``checkpoint.make_manager`` (async saves) at ``checkpoint_every_steps``, with the
   loop's final save at the last step;
-* off: a manager that saves nothing; the loop is otherwise identical (it still flushes the
-  metrics, a host sync, at every checkpoint step).
+* off: a manager that saves nothing (put in place of the workdir's); the loop is otherwise
+  identical (it still flushes the metrics, a host sync, at every checkpoint step).
 
 Both run ``--steps`` steps (default: twice the cadence, so one save lands mid-run and one at
 the end, as in a real run) from copies of the same fresh state, after the step and one save
@@ -27,19 +27,22 @@ machine's noise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
+from unittest import mock
 
 import jax
 import numpy as np
 
 import common  # benchmarks/common.py: run these files as scripts
-from jaxssl.train import checkpoint, loop, writers
+from jaxssl.train import checkpoint, loop
+from jaxssl.train import workdir as workdir_lib
 
 
 class NoCheckpoints:
-  """Stands in for the Orbax CheckpointManager in ``loop.run``: saves nothing."""
+  """Stands in for the Orbax CheckpointManager in ``loop.train``: saves nothing."""
 
   def save(self, *args, **kwargs) -> bool:
     del args, kwargs
@@ -57,18 +60,18 @@ class NoCheckpoints:
 
 
 def loop_seconds(b: common.Built, num_steps: int, workdir: str, *, save: bool) -> float:
-  """Wall seconds of ``loop.run_and_close`` over ``num_steps`` from a copy of ``b.state``."""
-  manager = (checkpoint.make_manager(workdir, max_to_keep=b.config.max_checkpoints_to_keep)
-             if save else NoCheckpoints())
-  meta = {'experiment': b.module.EXPERIMENT, 'config': b.config.to_dict()}
+  """Wall seconds of ``loop.train`` over ``num_steps`` from a copy of ``b.state`` in a fresh
+  ``workdir`` (its summary and an empty evaluation included)."""
+  run = workdir_lib.Run(workdir, b.module.EXPERIMENT, b.config, {}, time.time())
   state = common.copy_state(b.state)
   jax.block_until_ready(state)
-  t = time.perf_counter()
-  loop.run_and_close(state, config=b.config, num_train_steps=num_steps,
-                     train_step=b.train_step, get_batch=b.get_batch,
-                     writer=writers.create_writer(workdir), manager=manager, meta=meta,
-                     eval_fn=lambda s, step: {})
-  return time.perf_counter() - t
+  no_saves = lambda workdir, state, max_to_keep: (NoCheckpoints(), state, None)
+  with contextlib.nullcontext() if save else mock.patch.object(checkpoint, 'restore_or_keep',
+                                                              no_saves):
+    t = time.perf_counter()
+    loop.train(run, state, b.step, b.get_batch, lambda state, step: {}, rng=b.rng,
+               info={'data/sha256': ''}, num_train_steps=num_steps)
+    return time.perf_counter() - t
 
 
 def save_seconds(b: common.Built, workdir: str, *, enable_async: bool) -> tuple[float, float]:
@@ -99,6 +102,7 @@ def measure(name: str, *, quick: bool, steps: int | None, every: int | None,
     save_seconds(b, os.path.join(tmp, 'warm'), enable_async=True)  # Orbax's first-use costs
     _, blocking = save_seconds(b, os.path.join(tmp, 'blocking'), enable_async=False)
     returned, finished = save_seconds(b, os.path.join(tmp, 'async'), enable_async=True)
+    loop_seconds(b, num_steps, os.path.join(tmp, 'warm_loop'), save=False)  # loop's first use
     times = {'off': [], 'on': []}
     for r in range(rounds):
       for mode in ('off', 'on'):
@@ -137,7 +141,7 @@ def main():
   rounds = args.rounds
   t0 = time.perf_counter()
   print(f'devices: {jax.devices()}; {"smoke_config" if args.quick else "get_config"} of each '
-        'experiment; loop.run_and_close with '
+        'experiment; loop.train with '
         f'async Orbax saves (on) vs a manager that saves nothing (off); median of {rounds} '
         'round(s)\n')
   print(f'{"experiment":13} {"state_MB":>8} {"steps":>5} {"every":>5} {"saves":>5} '

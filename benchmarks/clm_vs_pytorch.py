@@ -51,8 +51,7 @@ def jax_worker(args) -> dict:
   from experiments import clm_pretrain  # pylint: disable=import-outside-toplevel
   from jaxssl.data import tokenizer as tok  # pylint: disable=import-outside-toplevel
   s = torch_lm.lm_jax_setup(args, clm_pretrain)
-  step = functools.partial(clm_pretrain.train_step, graphdef=s.graphdef, tx=s.tx,
-                           config=s.config)
+  step = functools.partial(clm_pretrain.train_step, config=s.config)
   rows = torch_lm.make_rows(args, low=tok.NUM_SPECIAL, first_id=clm_pretrain.BOS_ID)
   return torch_lm.time_lm_jax(
       args, s, step, {'tokens': rows, 'segment_ids': np.ones_like(rows)},

@@ -1,13 +1,15 @@
 """What the training-loop benchmarks share: an experiment's step and batches, and a rate timer.
 
 ``build`` assembles the pieces an experiment's ``train_and_evaluate`` hands to
-``jaxssl.train.loop`` (the jitted step over the mesh, ``loop.batch_getter`` and a fresh
-TrainState) from the experiment's own functions, without checkpoints, writers or evaluation.
+``jaxssl.train.loop.train`` (a fresh TrainState, the step jitted over the mesh as the loop jits
+it, ``pipeline.batch_getter``) through the experiment protocol (``experiments/__init__.py``),
+without checkpoints, writers or evaluation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Callable
 
@@ -15,15 +17,14 @@ import jax
 import ml_collections
 import numpy as np
 
-from experiments import sweep
+import experiments
+from jaxssl.data import pipeline
 from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.parallel import sharding
-from jaxssl.train import loop
+from jaxssl.train import rngs
+from jaxssl.train import state as state_lib
 
-# The training experiments, by module name under ``experiments/``.
-EXPERIMENTS = ('mlm_pretrain', 'clm_pretrain', 'autoencoder', 'vae', 'dcgan', 'simclr', 'byol')
-# Their data needs a workdir (the tokenizer is trained there) and their state the vocab size.
-_LANGUAGE = ('mlm_pretrain', 'clm_pretrain')
+EXPERIMENTS = experiments.TRAINING  # k-means has no train step
 
 
 @dataclasses.dataclass
@@ -37,9 +38,10 @@ class Built:
     data: what the experiment's ``prepare_data`` returned.
     state: a fresh TrainState on the mesh (the jitted step donates it).
     shardings: the state's shardings.
-    train_step: the jitted ``(state, batch, rng) -> (state, metrics)`` (state donated).
-    get_batch: ``loop.batch_getter``'s ``step -> batch`` of global arrays on the mesh.
-    rng: the root key ``loop.run_and_close`` passes to the step.
+    step: the experiment's ``train_step`` bound to the config, not jitted (what the loop takes).
+    train_step: ``step`` jitted over the mesh as the loop jits it (state donated).
+    get_batch: ``pipeline.batch_getter``'s ``step -> batch`` of global arrays on the mesh.
+    rng: the run's train key (``rngs.run_keys(seed).train``), as the loop passes it.
     num_train_steps: the run's length in steps.
   """
   module: Any
@@ -48,6 +50,7 @@ class Built:
   data: dict
   state: Any
   shardings: Any
+  step: Callable
   train_step: Callable
   get_batch: Callable[[int], dict]
   rng: jax.Array
@@ -60,9 +63,10 @@ def module(name: str):
   Raises:
     ValueError: ``name`` is not one of ``EXPERIMENTS`` (k-means has no train step).
   """
-  if name not in EXPERIMENTS:
-    raise ValueError(f'unknown experiment {name!r}; choose from {", ".join(EXPERIMENTS)}')
-  return sweep.module_of(name)
+  try:
+    return experiments.module_of(name, among=EXPERIMENTS)
+  except ValueError as e:
+    raise ValueError(f'unknown experiment: {e}') from e
 
 
 def config_of(name: str, quick: bool) -> ml_collections.ConfigDict:
@@ -89,22 +93,16 @@ def build(name: str, config: ml_collections.ConfigDict, workdir: str,
   m = module(name)
   mesh = mesh_lib.make_mesh(config.mesh)
   m.validate_config(config, mesh.devices.size)
-  if name in _LANGUAGE:
-    data = data or m.prepare_data(config, workdir)
-    graphdef, tx, state, shardings = m.create_train_state(config, mesh,
-                                                          data['tokenizer'].vocab_size)
-    num_train_steps = config.num_train_steps
-  else:
-    data = data or m.prepare_data(config)
-    graphdef, tx, state, shardings = m.create_train_state(config, mesh, data)
-    num_train_steps = data['num_train_steps']
-  train_step = sharding.jit_train_step(m.make_train_step(config, graphdef, tx, data),
-                                       shardings, mesh)
-  get_batch = loop.batch_getter(data['train'], mesh, seed=config.seed,
-                                global_batch_size=config.global_batch_size)
-  rng = jax.random.fold_in(jax.random.key(config.seed), 1)  # as loop.run_and_close
-  return Built(m, config, mesh, data, state, shardings, train_step, get_batch, rng,
-               num_train_steps)
+  data = data or m.prepare_data(config, workdir)
+  rng_init, rng_train, _ = rngs.run_keys(config.seed)
+  state = m.create_train_state(config, data, mesh, rng_init)
+  shardings = state_lib.shardings(state)
+  step = functools.partial(m.train_step, config=config,
+                           **experiments.step_constants(m, config, data))
+  train_step = sharding.jit_train_step(step, shardings, mesh)
+  get_batch = pipeline.batch_getter(data['train'], mesh, config)
+  return Built(m, config, mesh, data, state, shardings, step, train_step, get_batch, rng_train,
+               data.get('num_train_steps', config.num_train_steps))
 
 
 def copy_state(state):

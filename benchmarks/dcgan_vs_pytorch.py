@@ -7,8 +7,8 @@ r"""DCGAN train step: jaxssl (experiments/dcgan.py) against the same networks in
 
 Needs torch (``pip install -e '.[bench]'`` in a separate virtualenv). The jaxssl side is the
 experiment's own code: ``experiments.dcgan.create_train_state`` (``make_networks``,
-``make_optimizers``) and ``make_train_step``, jitted by
-``jaxssl.parallel.sharding.jit_train_step`` (state donated) as ``train_and_evaluate`` does,
+``make_optimizers``) and ``train_step``, jitted by
+``jaxssl.parallel.sharding.jit_train_step`` (state donated) as ``loop.train`` does,
 each batch placed by ``sharding.put_batch``. The PyTorch side is written here, layer for
 layer from ``jaxssl.models.gan`` at ``experiments.dcgan.get_config()``'s settings:
 

@@ -5,15 +5,15 @@ r"""Host input pipeline vs jitted train step, batches per second, side by side i
   python benchmarks/input_pipeline.py --experiments=mlm_pretrain,simclr
 
 For each training experiment, built from its own ``prepare_data``, ``create_train_state`` and
-``make_train_step`` (see ``common.build``), prints batches/s of:
+``train_step`` (see ``common.build``), prints batches/s of:
 
-* pipeline: the ``get_batch(step)`` the experiment hands to ``loop.run``
-  (``loop.batch_getter``: ``pipeline.train_batch`` gathers the rows of the step from that
+* pipeline: the ``get_batch(step)`` the experiment hands to ``loop.train``
+  (``pipeline.batch_getter``: ``pipeline.train_batch`` gathers the rows of the step from that
   epoch's permutation, then ``sharding.put_batch`` places them on the mesh); ``gather`` is
   ``pipeline.train_batch`` alone (host NumPy, no device_put).
 * step: the jitted train step alone, fed one batch already on the mesh. Every experiment
   augments, masks or corrupts inside the step, so that work is counted here.
-* fed: the two as ``loop.run`` interleaves them, ``step(state, get_batch(i), rng)``.
+* fed: the two as ``loop.train`` interleaves them, ``step(state, get_batch(i), rng)``.
 
 ``pipeline/step`` is the headroom of the input pipeline (the goal is >= 5x); ``fed/step``
 below 1 is what feeding costs the loop. On the CPU backend the host pipeline and the step
@@ -103,7 +103,7 @@ def main():
   t0 = time.perf_counter()
   print(f'devices: {jax.devices()}; configs: {"smoke_config" if args.quick else "get_config"}')
   print(f'batches/s, median of {args.repeats} alternating windows; pipeline = '
-        'loop.batch_getter (gather + put_batch); step = jitted train step on one placed '
+        'pipeline.batch_getter (gather + put_batch); step = jitted train step on one placed '
         'batch; fed = step(state, get_batch(i))\n')
   print(f'{"experiment":13} {"B":>4} {"rows":>6} {"gather/s":>9} {"pipeline/s":>10} '
         f'{"step/s":>8} {"pipe/step":>9} {"fed/s":>8} {"fed/step":>8}  batch')

@@ -33,7 +33,7 @@ import threadpoolctl
 from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.datasets import make_blobs
 
-from jaxssl.cluster import kmeans
+from jaxssl.cluster import algorithms, kmeans
 
 
 def _median_time(fn, repeats: int):
@@ -66,7 +66,7 @@ def run(args) -> list[dict]:
     rows.append(dict(name=f'sklearn {np.dtype(dtype).name}', seconds=seconds,
                      n_iter=model.n_iter_, inertia=float(model.inertia_)))
 
-  for algorithm in kmeans.ALGORITHMS:
+  for algorithm in algorithms.ALGORITHMS:
     ours = kmeans.KMeans(args.k, init=init, max_iter=args.iters, tol=0.0, algorithm=algorithm)
     t = time.perf_counter()
     ours.fit(x)  # compiles

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import functools
 import time
+import types
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,8 @@ from experiments import mlm_pretrain
 from jaxssl.data import tokenizer as tokenizer_lib
 from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.parallel import sharding
+from jaxssl.train import rngs
+from jaxssl.train import state as state_lib
 
 
 def _time(fn, *args, repeats: int) -> float:
@@ -56,13 +59,13 @@ def step_throughput(preset: str, dtype: str, batch: int, seq_len: int, vocab: in
   config.model.preset, config.model.dtype, config.model.remat = preset, dtype, remat
   config.global_batch_size, config.data.seq_len = batch, seq_len
   mesh = mesh_lib.make_mesh(config.mesh)
-  graphdef, tx, state, shardings = mlm_pretrain.create_train_state(config, mesh, vocab)
-  word_start = jnp.zeros((vocab,), bool)
-  step = jax.jit(functools.partial(mlm_pretrain.train_step, graphdef=graphdef, tx=tx,
-                                   config=config, vocab_size=vocab, word_start=word_start),
-                 in_shardings=(shardings, sharding.batch_sharding(mesh),
-                               sharding.replicated(mesh)),
-                 out_shardings=(shardings, sharding.replicated(mesh)))
+  tokenizer = types.SimpleNamespace(vocab_size=vocab, word_start=np.zeros((vocab,), bool))
+  state = mlm_pretrain.create_train_state(config, {'tokenizer': tokenizer}, mesh,
+                                          rngs.run_keys(config.seed).init)
+  step = sharding.jit_train_step(functools.partial(
+      mlm_pretrain.train_step, config=config,
+      **mlm_pretrain.step_constants(config, {'tokenizer': tokenizer})),
+                                 state_lib.shardings(state), mesh)
   rows = np.random.default_rng(0).integers(tokenizer_lib.NUM_SPECIAL, vocab, (batch, seq_len))
   rows[:, 0] = tokenizer_lib.CLS_ID
   tokens = sharding.put_batch({'tokens': rows.astype(np.int32)}, mesh)

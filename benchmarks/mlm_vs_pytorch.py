@@ -52,14 +52,12 @@ TORCH_WORKERS = {'pytorch-masked': 'head at P slots', 'pytorch-all': 'all L posi
 
 def jax_worker(args) -> dict:
   """Builds and times ``mlm_pretrain.train_step``; returns the row and the shared spec."""
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from experiments import mlm_pretrain  # pylint: disable=import-outside-toplevel
   from jaxssl.data import masking  # pylint: disable=import-outside-toplevel
   from jaxssl.data import tokenizer as tok  # pylint: disable=import-outside-toplevel
   s = torch_lm.lm_jax_setup(args, mlm_pretrain)
-  step = functools.partial(mlm_pretrain.train_step, graphdef=s.graphdef, tx=s.tx,
-                           config=s.config, vocab_size=args.vocab,
-                           word_start=jnp.zeros((args.vocab,), bool))
+  step = functools.partial(mlm_pretrain.train_step, config=s.config,
+                           **mlm_pretrain.step_constants(s.config, {'tokenizer': s.tokenizer}))
   num_slots = masking.max_predictions(args.seq_len, s.config.method.mask_rate)
   rows = torch_lm.make_rows(args, low=tok.NUM_SPECIAL, first_id=tok.CLS_ID)
   return torch_lm.time_lm_jax(

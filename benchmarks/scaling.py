@@ -9,7 +9,7 @@ share this machine's cores, so this measures what sharding costs (collectives, s
 per-device matmuls, partitioned programs), not a speedup. The flag must be set before JAX
 starts, so each device count runs in its own subprocess (this file with ``--child``), which
 builds the experiment from its own functions (``common.build``: ``prepare_data``,
-``create_train_state``, ``make_train_step``, the jitted step over the mesh) for each mesh
+``create_train_state``, ``train_step`` jitted over the mesh) for each mesh
 split and times the step alone on one placed batch. Splits: all devices on ``data``
 (parameters replicated, gradients all-reduced) and, unless ``--no_fsdp``, all on ``fsdp``
 (parameters and optimizer state sharded, ZeRO-3 style; see ``jaxssl.parallel.mesh``). The

@@ -11,6 +11,7 @@ point are ``torch_common``'s. Nothing here imports jax or torch at module level.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -109,15 +110,20 @@ def time_image_jax(args, experiment, make_config: Callable, *, params_of: Callab
   import jax  # pylint: disable=import-outside-toplevel
   from jaxssl.parallel import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
   from jaxssl.parallel import sharding  # pylint: disable=import-outside-toplevel
+  from jaxssl.train import rngs  # pylint: disable=import-outside-toplevel
+  from jaxssl.train import state as state_lib  # pylint: disable=import-outside-toplevel
+  import experiments  # pylint: disable=import-outside-toplevel
   import_mib = torch_common.memory_mib()['rss']
   shape = IMAGE_SHAPES[args.image_size]
   config = make_config()
   mesh = mesh_lib.make_mesh(config.mesh)
   data = {'image_shape': shape, 'num_train_steps': config.num_train_steps}
-  graphdef, tx, state, shardings = experiment.create_train_state(config, mesh, data)
-  step_fn = sharding.jit_train_step(experiment.make_train_step(config, graphdef, tx, data),
-                                    shardings, mesh)
-  rng = jax.random.fold_in(jax.random.key(config.seed), 1)  # as loop.run_and_close
+  rng_init, rng, _ = rngs.run_keys(config.seed)  # rng: the train key, as the loop passes it
+  state = experiment.create_train_state(config, data, mesh, rng_init)
+  step_fn = sharding.jit_train_step(
+      functools.partial(experiment.train_step, config=config,
+                        **experiments.step_constants(experiment, config, data)),
+      state_lib.shardings(state), mesh)
   batches = make_batches(shape, config.global_batch_size)
   labels = np.zeros((config.global_batch_size,), np.int32)
   carry = {'state': state, 'metrics': None}

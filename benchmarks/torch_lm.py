@@ -118,11 +118,13 @@ def lm_jax_setup(args, experiment) -> types.SimpleNamespace:
   ``--preset``, learned positions, B, L and V, with its mesh and train state.
 
   Call right after importing the experiment: ``import_mib`` is the RSS measured here.
-  Returns a namespace of experiment, config, mesh, graphdef, tx, state, shardings,
-  import_mib and matmul_peak (``mlm_step.matmul_peak``).
+  Returns a namespace of experiment, config, mesh, tokenizer (its vocab_size and an all-False
+  word_start), state, shardings, import_mib and matmul_peak (``mlm_step.matmul_peak``).
   """
   import mlm_step  # pylint: disable=import-outside-toplevel
   from jaxssl.parallel import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
+  from jaxssl.train import rngs  # pylint: disable=import-outside-toplevel
+  from jaxssl.train import state as state_lib  # pylint: disable=import-outside-toplevel
   import_mib = torch_common.memory_mib()['rss']
   config = experiment.get_config()
   config.model.preset, config.model.position_encoding = args.preset, 'learned'
@@ -130,10 +132,14 @@ def lm_jax_setup(args, experiment) -> types.SimpleNamespace:
   config.data.vocab_size, config.model.dtype = args.vocab, args.dtype
   mesh = mesh_lib.make_mesh(config.mesh)
   experiment.validate_config(config, mesh.devices.size)
-  graphdef, tx, state, shardings = experiment.create_train_state(config, mesh, args.vocab)
+  tokenizer = types.SimpleNamespace(vocab_size=args.vocab,
+                                    word_start=np.zeros((args.vocab,), bool))
+  state = experiment.create_train_state(config, {'tokenizer': tokenizer}, mesh,
+                                        rngs.run_keys(config.seed).init)
   return types.SimpleNamespace(experiment=experiment, config=config, mesh=mesh,
-                               graphdef=graphdef, tx=tx, state=state, shardings=shardings,
-                               import_mib=import_mib, matmul_peak=mlm_step.matmul_peak)
+                               tokenizer=tokenizer, state=state,
+                               shardings=state_lib.shardings(state), import_mib=import_mib,
+                               matmul_peak=mlm_step.matmul_peak)
 
 
 def time_lm_jax(args, s: types.SimpleNamespace, train_step, inputs: dict, *, spec: dict,

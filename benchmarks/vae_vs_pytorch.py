@@ -6,9 +6,9 @@ r"""VAE train step: jaxssl (experiments/vae.py) against the same network in plai
   python benchmarks/vae_vs_pytorch.py --image_size 32 --likelihood logistic   # CIFAR-10-sized
 
 Needs torch (``pip install -e '.[bench]'`` in a separate virtualenv). The jaxssl side is the
-experiment's own code: ``experiments.vae.create_train_state`` and ``make_train_step``, jitted
-by ``jaxssl.parallel.sharding.jit_train_step`` (state donated) as ``train_and_evaluate``
-does, with each batch placed by ``sharding.put_batch`` as its loop does. The PyTorch side is
+experiment's own code: ``experiments.vae.create_train_state`` and ``train_step``, jitted
+by ``jaxssl.parallel.sharding.jit_train_step`` (state donated) as ``loop.train``
+does, with each batch placed by ``sharding.put_batch``. The PyTorch side is
 written here, layer for layer from ``jaxssl.models.conv_ae`` and ``jaxssl.models.vae`` at
 ``experiments.vae.get_config()``'s settings: encoder 2x - 1, then 4x4 stride-2 'SAME'
 convolutions of ``model.widths`` channels with exact GELU, then a dense layer to 2Z (mean and

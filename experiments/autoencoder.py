@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 
 import jax
 import jax.numpy as jnp
@@ -32,13 +31,14 @@ import numpy as np
 import optax
 from sklearn import metrics as sk_metrics
 
-from jaxssl.data import augment, images
-from jaxssl.eval import representation
+from jaxssl import config_checks
+from jaxssl.data import augment, images, pipeline
+from jaxssl.eval import driver
+from jaxssl.eval import features as features_lib
 from jaxssl.losses import reconstruction
 from jaxssl.models import conv_ae
-from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.parallel import sharding
-from jaxssl.train import checkpoint, cli, config_checks, loop, optim, writers
+from jaxssl.train import cli, loop, optim, rngs, run_config, writers
 from jaxssl.train import state as state_lib
 from jaxssl.train import step as train_step_lib
 
@@ -47,17 +47,9 @@ EXPERIMENT = 'autoencoder'
 
 def get_config() -> ml_collections.ConfigDict:
   """The default run: digits, 16 latent numbers per 64-pixel image, under a minute on 2 cores."""
-  c = ml_collections.ConfigDict()
-  c.seed = 0  # Root of every random choice of training (init, noise, data order).
-  c.global_batch_size = 64  # Images per optimizer step, over all devices and processes.
-  c.num_epochs = 150  # Passes over the training images ...
-  c.num_train_steps = 4000  # ... capped at this many steps (MNIST-sized data: ~15 min).
-  c.log_every_steps = 200  # Train metrics cadence.
-  c.eval_every_steps = 1000  # Test-split evaluation and image grids (and at the end).
-  c.checkpoint_every_steps = 1000  # Orbax save cadence (and always at the end).
-  c.max_checkpoints_to_keep = 3  # Older step folders are deleted.
-
-  c.data = images.data_config()
+  c = run_config.base_config(
+      images.data_config(), global_batch_size=64, num_epochs=150, num_train_steps=4000,
+      log_every_steps=200, eval_every_steps=1000, checkpoint_every_steps=1000)
 
   c.model = ml_collections.ConfigDict()
   c.model.latent_dim = 16  # Z: numbers per image in the bottleneck.
@@ -76,22 +68,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.num_images = 8  # Test images shown (with their reconstructions) in the grids.
   c.eval.png_scale = 4  # PNG enlargement by pixel repetition (8x8 digits are tiny).
 
-  c.mesh = mesh_lib.mesh_config()  # All devices data-parallel; --config.mesh.fsdp=N shards.
   return c
 
 
 def smoke_config() -> ml_collections.ConfigDict:
   """A few steps of a small model on the digits: seconds, for tests."""
-  c = get_config()
-  c.global_batch_size = 16
-  c.num_train_steps = 6
-  c.log_every_steps = 2
-  c.eval_every_steps = 0
-  c.checkpoint_every_steps = 3
+  c = run_config.smoke(get_config(), global_batch_size=16, eval_batch_size=128)
   c.model.latent_dim = 4
   c.model.widths = (4, 8)
-  c.optim.warmup_steps = 2
-  c.eval.global_batch_size = 128
   return c
 
 
@@ -99,7 +83,7 @@ def smoke_config() -> ml_collections.ConfigDict:
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ValueError naming the first bad field; runs before any data or compilation."""
-  config_checks.check_training(config, num_devices, jax.process_count())
+  run_config.check_training(config, num_devices)
   images.check_config(config)
   config_checks.positive(config, 'num_epochs', 'model.latent_dim', 'eval.num_images',
                          'eval.png_scale')
@@ -111,8 +95,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
                      'index >= 0, or -1 for off')
   if config.method.mask_prob >= 1:
     raise ValueError(f'method.mask_prob={config.method.mask_prob} must be < 1')
-  if not config.model.widths or min(config.model.widths) < 1:
-    raise ValueError(f'model.widths={config.model.widths} must be positive channel counts')
+  config_checks.positive_sizes(config, 'model.widths')
 
 
 def denoising(config) -> bool:
@@ -121,7 +104,7 @@ def denoising(config) -> bool:
 
 # ----------------------------------------------------------------------------- data
 
-def prepare_data(config: ml_collections.ConfigDict) -> dict:
+def prepare_data(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Train/test images (uint8 [N, H, W, C]) and labels, the training mean image, the run's
   length in steps (``num_train_steps``), and the data facts.
 
@@ -131,19 +114,14 @@ def prepare_data(config: ml_collections.ConfigDict) -> dict:
     ValueError: an anomaly class the data does not have, empty data, or too few training
       images for one step (or for the warmup).
   """
-  data = images.load_images(config.data)
-  train = data.train
+  del workdir  # the images keep nothing there
   c = config.method.anomaly_class
-  if c >= 0:
-    if c >= data.num_classes:
-      raise ValueError(f'method.anomaly_class={c} is not a class of {data.source} '
-                       f'(labels 0..{data.num_classes - 1})')
-    keep = train['label'] != c
-    train = {k: v[keep] for k, v in train.items()}
-  mean_image = train['image'].astype(np.float64).mean(axis=0) / 255.0  # [H, W, C]
-  return dict(train=train, test=data.test, image_shape=tuple(train['image'].shape[1:]),
-              mean_image=mean_image.astype(np.float32), info=dict(data.info),
-              num_train_steps=loop.steps_for_epochs(config, len(train['image']), unit='images'))
+  data = images.for_training(config, train_keep=(lambda labels: labels != c) if c >= 0 else None)
+  if c >= data['num_classes']:
+    raise ValueError(f'method.anomaly_class={c} is not a class of {data["info"]["data/source"]} '
+                     f'(labels 0..{data["num_classes"] - 1})')
+  mean_image = data['train']['image'].astype(np.float64).mean(axis=0) / 255.0  # [H, W, C]
+  return dict(data, mean_image=mean_image.astype(np.float32))
 
 
 def _as_float(image):
@@ -152,7 +130,7 @@ def _as_float(image):
 
 # ----------------------------------------------------------------------------- steps
 
-def train_step(state, batch, rng, *, graphdef, tx, config, total_steps):
+def train_step(state, batch, rng, *, config):
   """One AdamW step on a global batch of images; pure and jit-compiled once.
 
   The corruption of the whole global batch is drawn first from ``fold_in(rng, step)``, so
@@ -164,14 +142,14 @@ def train_step(state, batch, rng, *, graphdef, tx, config, total_steps):
 
   Returns:
     (state, metrics): f32 scalars ``loss`` (squared error summed over an image's pixels,
-    mean over the global batch), ``mse`` (per pixel), ``grad_norm``, ``learning_rate``.
+    mean over the global batch), ``mse`` (per pixel), ``grad_norm``.
   """
   x = _as_float(batch['image'])
   noisy = augment.corrupt(jax.random.fold_in(rng, state.step), x,
                           noise_std=config.method.noise_std, mask_prob=config.method.mask_prob)
 
   def sums_fn(params, mb, _):
-    logits, _ = state_lib.merge_model(graphdef, params)(mb['noisy'])
+    logits, _ = state_lib.merge_model(state.graphdef, params)(mb['noisy'])
     errors = reconstruction.squared_error(jax.nn.sigmoid(logits), mb['clean'])  # [b]
     return jnp.sum(errors), {'count': jnp.asarray(errors.shape[0], jnp.float32)}
 
@@ -179,11 +157,9 @@ def train_step(state, batch, rng, *, graphdef, tx, config, total_steps):
       sums_fn, state.params, {'noisy': noisy, 'clean': x}, rng, config.optim.grad_accum_steps)
   grads = train_step_lib.divide(grads, sums['count'])  # mean over the global batch
   loss = sums['loss'] / sums['count']
-  schedule = optim.make_schedule(config.optim, total_steps)
   metrics = dict(loss=loss, mse=loss / math.prod(x.shape[1:]),
-                 grad_norm=optax.global_norm(grads),
-                 learning_rate=jnp.asarray(schedule(state.step), jnp.float32))
-  return state_lib.apply_gradients(state, grads, tx), metrics
+                 grad_norm=optax.global_norm(grads))
+  return state.apply_gradients(grads), metrics
 
 
 def eval_inputs(x, index, config):
@@ -198,7 +174,7 @@ def eval_inputs(x, index, config):
   Returns:
     float32 [B, H, W, C]: the corrupted images (``x`` itself for a plain autoencoder).
   """
-  key = jax.random.fold_in(jax.random.key(config.data.split_seed), 0x5EED)
+  key = rngs.eval_key(config.data.split_seed, 'fixed')
   keys = jax.vmap(functools.partial(jax.random.fold_in, key))(index)
   return jax.vmap(lambda k, image: augment.corrupt(
       k, image[None], noise_std=config.method.noise_std,
@@ -227,8 +203,8 @@ def eval_step(params, batch, *, graphdef, config, mean_image):
 
 def evaluate(params, data, eval_fn, mesh, config) -> dict[str, float]:
   """Test-split metrics: means over every test image, and the anomaly AUROC if asked for."""
-  per_image = loop.per_example_over_split(eval_fn, params, data['test'], mesh,
-                                         global_batch_size=config.eval.global_batch_size)
+  per_image = driver.per_example_over_split(eval_fn, params, data['test'], mesh,
+                                           global_batch_size=config.eval.global_batch_size)
   h, w, c = data['image_shape']
   result = {k: float(np.mean(v)) for k, v in per_image.items()}
   result['compression_ratio'] = h * w * c / config.model.latent_dim
@@ -277,11 +253,11 @@ def image_grids(grid_fn, params, config) -> dict[str, np.ndarray]:
                                                 columns=len(pictures['clean']))}
 
 
-def embed_fn(graphdef, config) -> representation.NnxEmbedFn:
+def embed_fn(graphdef, config) -> features_lib.NnxEmbedFn:
   """The frozen encoder for the downstream protocol (``jaxssl.eval.representation``):
   the bottleneck code [B, Z] of images in [0, 1] (``config`` is not needed)."""
   del config
-  return representation.nnx_embed_fn(graphdef, lambda module, x, train: module.encode(x))
+  return features_lib.nnx_embed_fn(graphdef, lambda module, x, train: module.encode(x))
 
 
 def encoder_variables(state) -> dict:
@@ -291,68 +267,36 @@ def encoder_variables(state) -> dict:
 
 # ----------------------------------------------------------------------------- run
 
-def create_train_state(config, mesh, data):
-  """(graphdef, tx, state, shardings): a fresh state built directly on the mesh."""
-  tx = optim.make_optimizer(config.optim, data['num_train_steps'])
-  graphdef, state, shardings = state_lib.init_on_mesh(
-      lambda rngs: conv_ae.Autoencoder(data['image_shape'], config.model.latent_dim,
-                                       tuple(config.model.widths),
-                                       activation=config.model.activation, rngs=rngs),
-      tx, mesh, jax.random.fold_in(jax.random.key(config.seed), 0))
-  return graphdef, tx, state, shardings
+def create_train_state(config, data, mesh, rng) -> state_lib.TrainState:
+  """A fresh TrainState (model and AdamW) built directly on the mesh."""
+  return state_lib.init_on_mesh(
+      lambda rngs_: conv_ae.Autoencoder(data['image_shape'], config.model.latent_dim,
+                                        tuple(config.model.widths),
+                                        activation=config.model.activation, rngs=rngs_),
+      optim.make_optimizer(config.optim, data['num_train_steps']), mesh, rng)
 
 
-def make_train_step(config, graphdef, tx, data):
-  """``train_step`` bound to this run (not yet jitted)."""
-  return functools.partial(train_step, graphdef=graphdef, tx=tx, config=config,
-                           total_steps=data['num_train_steps'])
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       fail_at_step: int | None = None) -> dict:
-  """Trains and evaluates; resumes from ``workdir``'s latest checkpoint if there is one.
-
-  Returns:
-    The summary dict also written to ``WORKDIR/summary.json``.
-
-  Raises:
-    ValueError: a bad config value (before any compilation), data too small for one batch,
-      or a workdir written by another experiment or an incompatible config.
-  """
-  t_start = time.time()
-  mesh = mesh_lib.make_mesh(config.mesh)
-  validate_config(config, mesh.devices.size)
-  saved_meta = checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
-  data = prepare_data(config)
-  checkpoint.check_data(saved_meta, data['info'], workdir)
-  total_steps = data['num_train_steps']
-
-  graphdef, tx, state, shardings = create_train_state(config, mesh, data)
-  manager, state, restored_step = checkpoint.restore_or_keep(
-      workdir, state, shardings, max_to_keep=config.max_checkpoints_to_keep)
-  jit_step = sharding.jit_train_step(make_train_step(config, graphdef, tx, data), shardings,
-                                     mesh)
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains the (denoising) autoencoder on test PSNR and, with an anomaly class, AUROC;
+  writes reconstruction grids (the protocol: ``experiments/__init__.py``)."""
+  mesh, run = loop.start(config, workdir, EXPERIMENT, validate_config)
+  data = prepare_data(config, workdir)
+  rng_init, rng_train, _ = rngs.run_keys(config.seed)
+  state = create_train_state(config, data, mesh, rng_init)
+  params_sharding = state_lib.shardings(state).params
   eval_fn = sharding.jit_eval_step(functools.partial(
-      eval_step, graphdef=graphdef, config=config, mean_image=jnp.asarray(data['mean_image'])),
-      shardings.params, mesh)
-  grid_fn = make_grid_fn(config, graphdef, data, shardings.params, mesh)
-  get_batch = loop.batch_getter(data['train'], mesh, seed=config.seed,
-                                global_batch_size=config.global_batch_size)
-  writer = writers.create_writer(workdir)
+      eval_step, graphdef=state.graphdef, config=config,
+      mean_image=jnp.asarray(data['mean_image'])), params_sharding, mesh)
+  grid_fn = make_grid_fn(config, state.graphdef, data, params_sharding, mesh)
 
-  def run_eval(state, step):
-    writers.write_image_grids(writer, workdir, step,
-                              image_grids(grid_fn, state.params, config),
-                              scale=config.eval.png_scale)
-    return evaluate(state.params, data, eval_fn, mesh, config)
+  evaluate_and_show = lambda state, step: dict(
+      image_grids(grid_fn, state.params, config),
+      **evaluate(state.params, data, eval_fn, mesh, config))
 
-  info = dict(data['info'], num_train_steps=total_steps,
-              **{'data/num_train_used': len(data['train']['image'])})
-  return loop.run_and_summarize(
-      state, experiment=EXPERIMENT, workdir=workdir, config=config, info=info,
-      restored_from_step=restored_step, start_time=t_start, num_train_steps=total_steps,
-      train_step=jit_step, get_batch=get_batch, writer=writer, manager=manager,
-      eval_fn=run_eval, examples_per_step=config.global_batch_size, fail_at_step=fail_at_step)
+  info = dict(data['info'], **{'data/num_train_used': len(data['train']['image'])})
+  return loop.train(run, state, functools.partial(train_step, config=config),
+                    pipeline.batch_getter(data['train'], mesh, config), evaluate_and_show,
+                    rng=rng_train, info=info, num_train_steps=data['num_train_steps'])
 
 
 if __name__ == '__main__':

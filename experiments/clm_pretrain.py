@@ -9,7 +9,7 @@ loss crosses a document boundary.
 Run (offline, on the Python reference text that ships with Python):
 
   python -m experiments.clm_pretrain --workdir=/tmp/clm
-  python -m experiments.generate --workdir=/tmp/clm --prompt="The list"
+  python -m tools.generate --workdir=/tmp/clm --prompt="The list"
 
 Other corpora: ``--config.data.files='/path/*.txt'`` or a prepared TFDS dataset
 (``--config.data.name=lm1b --config.data.data_dir=gs://...``). Running again with the same
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 
 import jax
 import jax.numpy as jnp
@@ -30,14 +29,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxssl.data import lm_data, packing
+from jaxssl import config_checks
+from jaxssl.data import lm_data, packing, pipeline
 from jaxssl.data import tokenizer as tokenizer_lib
+from jaxssl.eval import driver
 from jaxssl.generation import decode, sampling
 from jaxssl.losses import lm as lm_losses
 from jaxssl.models import transformer
-from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.parallel import sharding
-from jaxssl.train import checkpoint, cli, config_checks, loop, optim, writers
+from jaxssl.train import cli, loop, optim, rngs, run_config
 from jaxssl.train import state as state_lib
 from jaxssl.train import step as train_step_lib
 
@@ -47,19 +47,12 @@ BOS_ID, EOS_ID = tokenizer_lib.CLS_ID, tokenizer_lib.SEP_ID  # [CLS] opens, [SEP
 
 def get_config() -> ml_collections.ConfigDict:
   """The default run: a 4-layer GPT (RoPE) on the pydoc corpus, under 10 minutes on 2 cores."""
-  c = ml_collections.ConfigDict()
-  c.seed = 0  # Root of every random choice of training (init, dropout, data order).
-  c.global_batch_size = 32  # Rows per optimizer step, over all devices and processes.
-  c.num_train_steps = 400  # Optimizer steps.
-  c.log_every_steps = 50  # Train metrics cadence.
-  c.eval_every_steps = 200  # Held-out evaluation and text samples (and always at the end).
-  c.checkpoint_every_steps = 200  # Orbax save cadence (and always at the end).
-  c.max_checkpoints_to_keep = 3  # Older step folders are deleted.
-
   # Vocabulary smaller than the MLM's 4096: the pydoc corpus is ~70k tokens at 4096, which
   # a GPT overfits within 200 steps; 1024 gives ~40% more targets per epoch and a lower
   # held-out bits/byte (1.62 vs 2.10 measured at 400 steps). Rows overlap by one token.
-  c.data = lm_data.data_config(vocab_size=1024, seq_len=128)
+  c = run_config.base_config(
+      lm_data.data_config(vocab_size=1024, seq_len=128), global_batch_size=32,
+      num_train_steps=400, log_every_steps=50, eval_every_steps=200, checkpoint_every_steps=200)
 
   c.model = ml_collections.ConfigDict()
   c.model.preset = 'mini'  # tiny | mini | small | base (layers x width, see transformer.py).
@@ -82,24 +75,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.generate.top_k = 0  # Keep the k most likely tokens (0 = all).
   c.generate.top_p = 0.95  # Nucleus mass (1 = all).
 
-  c.mesh = mesh_lib.mesh_config()  # All devices data-parallel; --config.mesh.fsdp=N shards.
   return c
 
 
 def smoke_config() -> ml_collections.ConfigDict:
   """A tiny model for a few steps on a slice of the pydoc corpus: seconds, for tests."""
-  c = get_config()
-  c.global_batch_size = 8
-  c.num_train_steps = 6
-  c.log_every_steps = 2
-  c.eval_every_steps = 0
-  c.checkpoint_every_steps = 3
-  c.data.vocab_size = 300
-  c.data.seq_len = 32
-  c.data.validation_fraction = 0.02
+  c = run_config.smoke(get_config(), global_batch_size=8, eval_batch_size=16)
+  lm_data.smoke(c.data)
   c.model.preset = 'tiny'
-  c.optim.warmup_steps = 2
-  c.eval.global_batch_size = 16
   c.generate.max_new_tokens = 8
   return c
 
@@ -108,7 +91,7 @@ def smoke_config() -> ml_collections.ConfigDict:
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ValueError naming the first bad field; runs before any data or compilation."""
-  config_checks.check_training(config, num_devices, jax.process_count())
+  run_config.check_training(config, num_devices)
   lm_data.check_config(config, min_seq_len=2)
   config_checks.one_of(config, 'model.preset', transformer.PRESETS)
   config_checks.one_of(config, 'model.dtype', ('float32', 'bfloat16'))
@@ -163,20 +146,20 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: int):
       remat=config.model.remat)
 
 
-def train_step(state, batch, rng, *, graphdef, tx, config):
+def train_step(state, batch, rng, *, config):
   """One AdamW step on a global batch; pure and jit-compiled once.
 
   Args:
     state: TrainState.
     batch: {'tokens', 'segment_ids': int32 [B, L]} global (sharded) rows.
-    rng: the run's root key; dropout keys are ``fold_in(rng, state.step)``.
+    rng: the run's train key; dropout keys are ``fold_in(rng, state.step)``.
 
   Returns:
     (state, metrics): f32 scalars ``loss`` (nats per target token over the global batch),
-    ``accuracy`` (next-token argmax), ``grad_norm``, ``learning_rate``, ``num_targets``.
+    ``accuracy`` (next-token argmax), ``grad_norm``, ``num_targets``.
   """
   def sums_fn(params, mb, key):
-    model = state_lib.merge_model(graphdef, params)
+    model = state_lib.merge_model(state.graphdef, params)
     logits = model(mb['tokens'], segment_ids=mb['segment_ids'], train=True, rng_dropout=key)
     total, count = lm_losses.next_token_loss(logits, mb['tokens'], mb['segment_ids'])
     weights = _target_weights(mb['segment_ids'])
@@ -188,12 +171,9 @@ def train_step(state, batch, rng, *, graphdef, tx, config):
       config.optim.grad_accum_steps)
   count = jnp.maximum(sums['count'], 1.0)
   grads = train_step_lib.divide(grads, count)  # mean over the global target tokens
-  schedule = optim.make_schedule(config.optim, config.num_train_steps)
   metrics = dict(loss=sums['loss'] / count, accuracy=sums['correct'] / count,
-                 grad_norm=optax.global_norm(grads),
-                 learning_rate=jnp.asarray(schedule(state.step), jnp.float32),
-                 num_targets=count)
-  return state_lib.apply_gradients(state, grads, tx), metrics
+                 grad_norm=optax.global_norm(grads), num_targets=count)
+  return state.apply_gradients(grads), metrics
 
 
 def _target_weights(segment_ids):
@@ -228,8 +208,8 @@ def evaluate(params, rows, eval_fn, mesh, config, eval_bytes: int) -> dict[str, 
   Bits per byte = total nats / ln 2 / UTF-8 bytes of the held-out text (the [EOS] targets'
   loss included), comparable across tokenizers.
   """
-  t = loop.sum_over_split(eval_fn, params, rows, mesh,
-                          global_batch_size=config.eval.global_batch_size)
+  t = driver.sum_over_split(eval_fn, params, rows, mesh,
+                            global_batch_size=config.eval.global_batch_size)
   n = max(t['count'], 1.0)
   bits = 1.0 / (math.log(2) * max(eval_bytes, 1))
   return {'loss': t['loss'] / n, 'perplexity': math.exp(t['loss'] / n),
@@ -275,72 +255,36 @@ def _settings(g):
 
 # ----------------------------------------------------------------------------- run
 
-def create_train_state(config, mesh, vocab_size):
-  """(graphdef, tx, state, shardings): a fresh state built directly on the mesh."""
-  cfg = model_config(config, vocab_size)
-  tx = optim.make_optimizer(config.optim, config.num_train_steps)
-  graphdef, state, shardings = state_lib.init_on_mesh(
-      lambda rngs: transformer.CausalLM(cfg, rngs=rngs), tx, mesh,
-      jax.random.fold_in(jax.random.key(config.seed), 0))
-  return graphdef, tx, state, shardings
+def create_train_state(config, data, mesh, rng) -> state_lib.TrainState:
+  """A fresh TrainState (model and AdamW) built directly on the mesh."""
+  cfg = model_config(config, data['tokenizer'].vocab_size)
+  return state_lib.init_on_mesh(lambda rngs_: transformer.CausalLM(cfg, rngs=rngs_),
+                                optim.make_optimizer(config.optim, config.num_train_steps),
+                                mesh, rng)
 
 
-def make_train_step(config, graphdef, tx, data):
-  """``train_step`` bound to this run (not yet jitted)."""
-  del data  # the step needs nothing from the data beyond the batch
-  return functools.partial(train_step, graphdef=graphdef, tx=tx, config=config)
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       fail_at_step: int | None = None) -> dict:
-  """Trains and evaluates; resumes from ``workdir``'s latest checkpoint if there is one.
-
-  Args:
-    config: see ``get_config``.
-    workdir: output folder (created).
-    fail_at_step: test hook, raise ``loop.SimulatedFault`` after this step.
-
-  Returns:
-    The summary dict also written to ``WORKDIR/summary.json``.
-
-  Raises:
-    ValueError: a bad config value (before any compilation), or a workdir written by another
-      experiment, an incompatible config or other data.
-  """
-  t_start = time.time()
-  mesh = mesh_lib.make_mesh(config.mesh)
-  validate_config(config, mesh.devices.size)
-  saved_meta = checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
-  data = prepare_data(config, workdir, expected_sha256=saved_meta.get('data_sha256'))
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Pretrains the causal LM on held-out perplexity and bits per byte, writing samples at
+  each evaluation (the protocol: ``experiments/__init__.py``)."""
+  mesh, run = loop.start(config, workdir, EXPERIMENT, validate_config)
+  data = prepare_data(config, workdir, expected_sha256=run.saved_meta.get('data_sha256'))
   check_samples_fit(config, data['tokenizer'])
-
-  graphdef, tx, state, shardings = create_train_state(config, mesh, data['tokenizer'].vocab_size)
-  manager, state, restored_step = checkpoint.restore_or_keep(
-      workdir, state, shardings, max_to_keep=config.max_checkpoints_to_keep)
-
-  jit_step = sharding.jit_train_step(make_train_step(config, graphdef, tx, data), shardings,
-                                     mesh)
+  rng_init, rng_train, rng_sample = rngs.run_keys(config.seed)
+  state = create_train_state(config, data, mesh, rng_init)
   eval_fn = sharding.jit_eval_step(functools.partial(
-      eval_step, graphdef=graphdef, log_unigram=jnp.asarray(data['log_unigram'])),
-      shardings.params, mesh)
-  get_batch = loop.batch_getter(data['train'], mesh, seed=config.seed,
-                                global_batch_size=config.global_batch_size)
-  writer = writers.create_writer(workdir)
-  rng_samples = jax.random.fold_in(jax.random.key(config.seed), 2)
+      eval_step, graphdef=state.graphdef, log_unigram=jnp.asarray(data['log_unigram'])),
+      state_lib.shardings(state).params, mesh)
 
-  def run_eval(state, step):
-    metrics = evaluate(state.params, data['eval'], eval_fn, mesh, config, data['eval_bytes'])
-    texts = sample_texts(graphdef, state.params, data['tokenizer'], config.generate,
-                         jax.random.fold_in(rng_samples, step))
-    writer.write_texts(step, {f'samples/{i}': t for i, t in enumerate(texts)})
-    return metrics
+  def evaluate_and_sample(state, step):
+    texts = sample_texts(state.graphdef, state.params, data['tokenizer'], config.generate,
+                         jax.random.fold_in(rng_sample, step))
+    return dict(evaluate(state.params, data['eval'], eval_fn, mesh, config, data['eval_bytes']),
+                **{f'samples/{i}': t for i, t in enumerate(texts)})
 
-  return loop.run_and_summarize(
-      state, experiment=EXPERIMENT, workdir=workdir, config=config, info=data['info'],
-      restored_from_step=restored_step, start_time=t_start,
-      num_train_steps=config.num_train_steps, train_step=jit_step, get_batch=get_batch,
-      writer=writer, manager=manager, eval_fn=run_eval,
-      tokens_per_step=config.global_batch_size * config.data.seq_len, fail_at_step=fail_at_step)
+  return loop.train(run, state, functools.partial(train_step, config=config),
+                    pipeline.batch_getter(data['train'], mesh, config),
+                    evaluate_and_sample, rng=rng_train, info=data['info'],
+                    tokens_per_step=config.global_batch_size * config.data.seq_len)
 
 
 if __name__ == '__main__':

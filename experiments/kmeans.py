@@ -28,7 +28,7 @@ TensorBoard scalars are written too. A run takes seconds, so there are no checkp
 second run in the same workdir starts again and overwrites the results.
 
 With ``--config.features_from=WORKDIR`` (a finished autoencoder, VAE, SimCLR or BYOL run),
-the clustered points are instead that run's frozen encoder's features (``experiments.encoders``:
+the clustered points are instead that run's frozen encoder's features (``tools.encoders``:
 the newest checkpoint, eval mode) of every image of the data it was trained on (its own
 ``data`` config; this config's ``data`` fields are then ignored), standardised likewise.
 
@@ -52,12 +52,13 @@ from sklearn import datasets
 from sklearn import metrics as sk_metrics
 from sklearn import preprocessing
 
-from experiments import encoders
-from jaxssl.cluster import kmeans
-from jaxssl.eval import representation
+from jaxssl import config_checks
+from jaxssl.cluster import algorithms, kmeans
 from jaxssl.data import images
+from jaxssl.eval import features as features_lib
 from jaxssl.parallel import mesh as mesh_lib
-from jaxssl.train import checkpoint, cli, config_checks, writers
+from jaxssl.train import cli, loop, writers
+from tools import encoders
 
 EXPERIMENT = 'kmeans'
 
@@ -104,8 +105,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   config_checks.positive(config, 'method.n_clusters', 'method.n_init', 'method.max_iter',
                          'eval.silhouette_samples')
   config_checks.non_negative(config, 'seed', 'method.tol')
-  config_checks.one_of(config, 'method.init', kmeans.INITS)
-  config_checks.one_of(config, 'method.algorithm', kmeans.ALGORITHMS)
+  config_checks.one_of(config, 'method.init', algorithms.INITS)
+  config_checks.one_of(config, 'method.algorithm', algorithms.ALGORITHMS)
   if config.eval.silhouette_samples < 2:
     raise ValueError(f'eval.silhouette_samples={config.eval.silhouette_samples} must be >= 2')
   if not isinstance(config.data.standardize, bool):
@@ -160,8 +161,8 @@ def encoder_features(workdir: str) -> tuple[np.ndarray, np.ndarray, dict]:
   data = encoders.image_data(encoder)
   splits = (data.train, data.test)
   x = np.concatenate([
-      representation.extract_features(encoder.embed_fn, encoder.variables, s['image'],
-                                      batch_size=encoder.config.eval.global_batch_size)
+      features_lib.extract_features(encoder.embed_fn, encoder.variables, s['image'],
+                                    batch_size=encoder.config.eval.global_batch_size)
       for s in splits])
   targets = np.concatenate([s['label'] for s in splits])
   info = {k: data.info[k] for k in ('data/source', 'data/sha256', 'data/num_classes')}
@@ -212,10 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ValueError: a bad config value (before any data is read or anything compiles), bad or
       too little data, or a workdir holding checkpoints of another experiment.
   """
-  t_start = time.time()
-  mesh = mesh_lib.make_mesh(config.mesh)
-  validate_config(config, mesh.devices.size)
-  checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
+  mesh, run = loop.start(config, workdir, EXPERIMENT, validate_config)
   data = load_features(config)
   m = config.method
   model = kmeans.KMeans(m.n_clusters, init=m.init, n_init=m.n_init, max_iter=m.max_iter,
@@ -231,7 +229,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer.close()
   summary = {f'eval/{k}': v for k, v in metrics.items()}
   summary.update(data['info'])
-  summary.update(n_iter=model.n_iter_, seed=config.seed, wall_time_s=time.time() - t_start,
+  summary.update(n_iter=model.n_iter_, seed=config.seed,
+                 wall_time_s=time.time() - run.start_time,
                  experiment=EXPERIMENT, config=config.to_dict())
   writers.write_json(os.path.join(workdir, 'summary.json'), summary)
   return summary

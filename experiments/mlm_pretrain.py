@@ -20,7 +20,6 @@ Outputs: TensorBoard events, ``checkpoints/<step>``, ``tokenizer.model``, ``conf
 from __future__ import annotations
 
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -28,13 +27,14 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxssl.data import lm_data, masking, packing
+from jaxssl import config_checks
+from jaxssl.data import lm_data, masking, packing, pipeline
 from jaxssl.data import tokenizer as tokenizer_lib
+from jaxssl.eval import driver
 from jaxssl.losses import lm as lm_losses
 from jaxssl.models import transformer
-from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.parallel import sharding
-from jaxssl.train import checkpoint, cli, config_checks, loop, optim, writers
+from jaxssl.train import cli, loop, optim, rngs, run_config
 from jaxssl.train import state as state_lib
 from jaxssl.train import step as train_step_lib
 
@@ -43,16 +43,10 @@ EXPERIMENT = 'mlm_pretrain'
 
 def get_config() -> ml_collections.ConfigDict:
   """The default run: BERT-mini (RoPE) on the pydoc corpus, about 7 minutes on 2 CPU cores."""
-  c = ml_collections.ConfigDict()
-  c.seed = 0  # Root of every random choice of training (init, masks, dropout, data order).
-  c.global_batch_size = 32  # Rows per optimizer step, over all devices and processes.
-  c.num_train_steps = 400  # Optimizer steps.
-  c.log_every_steps = 50  # Train metrics cadence.
-  c.eval_every_steps = 200  # Held-out evaluation cadence (and always at the end).
-  c.checkpoint_every_steps = 200  # Orbax save cadence (and always at the end).
-  c.max_checkpoints_to_keep = 3  # Older step folders are deleted.
-
-  c.data = lm_data.data_config(vocab_size=4096, seq_len=128)  # L counts [CLS].
+  c = run_config.base_config(
+      lm_data.data_config(vocab_size=4096, seq_len=128),  # L counts [CLS]
+      global_batch_size=32, num_train_steps=400, log_every_steps=50,
+      eval_every_steps=200, checkpoint_every_steps=200)
 
   c.method = ml_collections.ConfigDict()
   c.method.mask_rate = 0.15  # Fraction of real tokens selected per row.
@@ -74,24 +68,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.global_batch_size = 64  # Rows per eval step; the last batch is padded and weighted.
 
-  c.mesh = mesh_lib.mesh_config()  # All devices data-parallel; --config.mesh.fsdp=N shards.
   return c
 
 
 def smoke_config() -> ml_collections.ConfigDict:
   """A tiny model for a few steps on a slice of the pydoc corpus: seconds, for tests."""
-  c = get_config()
-  c.global_batch_size = 8
-  c.num_train_steps = 6
-  c.log_every_steps = 2
-  c.eval_every_steps = 0
-  c.checkpoint_every_steps = 3
-  c.data.vocab_size = 300
-  c.data.seq_len = 32
-  c.data.validation_fraction = 0.02
+  c = run_config.smoke(get_config(), global_batch_size=8, eval_batch_size=16)
+  lm_data.smoke(c.data)
   c.model.preset = 'tiny'
-  c.optim.warmup_steps = 2
-  c.eval.global_batch_size = 16
   return c
 
 
@@ -99,7 +83,7 @@ def smoke_config() -> ml_collections.ConfigDict:
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ValueError naming the first bad field; runs before any data or compilation."""
-  config_checks.check_training(config, num_devices, jax.process_count())
+  run_config.check_training(config, num_devices)
   lm_data.check_config(config, min_seq_len=3)  # [CLS] x [SEP]
   config_checks.in_unit_interval(config, 'method.replace_prob', 'method.random_prob')
   config_checks.in_open_unit_interval(config, 'method.mask_rate')
@@ -162,28 +146,29 @@ def _mask(config, rng, tokens, example_ids, vocab_size, word_start, *, eval_mode
       word_start=word_start if m.whole_word else None)
 
 
-def train_step(state, batch, rng, *, graphdef, tx, config, vocab_size, word_start):
+def train_step(state, batch, rng, *, config, word_start):
   """One AdamW step on a global batch; pure and jit-compiled once.
 
   Args:
     state: TrainState.
     batch: {'tokens': int32 [B, L]} global (sharded) rows.
-    rng: the run's root key. Per-step keys are ``fold_in(rng, state.step)`` so a resumed run
+    rng: the run's train key. Per-step keys are ``fold_in(rng, state.step)`` so a resumed run
       replays them; each row's masks come from (step key, row index in the global batch).
+    word_start: bool [V], the tokenizer's word starts (V is the vocabulary size).
 
   Returns:
-    (state, metrics): metrics are f32 scalars ``loss`` (nats per masked token over the global
-    batch), ``mlm_accuracy``, ``grad_norm``, ``learning_rate``, ``num_masked``.
+    (state, metrics): f32 scalars ``loss`` (nats per masked token over the global batch),
+    ``mlm_accuracy``, ``grad_norm``, ``num_masked``.
   """
   step_rng = jax.random.fold_in(rng, state.step)
   rng_mask, rng_dropout = jax.random.split(step_rng)
   tokens = batch['tokens']
-  masked = _mask(config, rng_mask, tokens, jnp.arange(tokens.shape[0]), vocab_size, word_start,
-                 eval_mode=False)
+  masked = _mask(config, rng_mask, tokens, jnp.arange(tokens.shape[0]), word_start.shape[0],
+                 word_start, eval_mode=False)
   masked['padding'] = tokens != tokenizer_lib.PAD_ID
 
   def sums_fn(params, mb, key):
-    model = state_lib.merge_model(graphdef, params)
+    model = state_lib.merge_model(state.graphdef, params)
     logits = model(mb['inputs'], mb['positions'], padding_mask=mb['padding'], train=True,
                    rng_dropout=key)
     total, count = lm_losses.masked_lm_loss(logits, mb['labels'], mb['weights'])
@@ -194,13 +179,15 @@ def train_step(state, batch, rng, *, graphdef, tx, config, vocab_size, word_star
                                                     config.optim.grad_accum_steps)
   count = jnp.maximum(sums['count'], 1.0)
   grads = train_step_lib.divide(grads, count)  # mean over the global masked tokens
-  new_state = state_lib.apply_gradients(state, grads, tx)
-  schedule = optim.make_schedule(config.optim, config.num_train_steps)
   metrics = dict(loss=sums['loss'] / count, mlm_accuracy=sums['correct'] / count,
-                 grad_norm=optax.global_norm(grads),
-                 learning_rate=jnp.asarray(schedule(state.step), jnp.float32),
-                 num_masked=count)
-  return new_state, metrics
+                 grad_norm=optax.global_norm(grads), num_masked=count)
+  return state.apply_gradients(grads), metrics
+
+
+def step_constants(config, data) -> dict:
+  """``train_step``'s constants: the tokenizer's ``word_start`` table."""
+  del config
+  return {'word_start': jnp.asarray(data['tokenizer'].word_start)}
 
 
 def eval_step(params, batch, *, graphdef, config, vocab_size, log_unigram, most_frequent):
@@ -216,10 +203,10 @@ def eval_step(params, batch, *, graphdef, config, vocab_size, log_unigram, most_
   Returns:
     dict of f32 scalar sums: loss, correct, count, baseline_correct, unigram_loss.
   """
-  rng = jax.random.fold_in(jax.random.key(config.data.split_seed), 0x5EED)
   tokens = batch['tokens']
   ids = jnp.maximum(batch['index'], 0)
-  masked = _mask(config, rng, tokens, ids, vocab_size, None, eval_mode=True)
+  masked = _mask(config, rngs.eval_key(config.data.split_seed, 'fixed'), tokens, ids,
+                 vocab_size, None, eval_mode=True)
   weights = masked['weights'] * batch['weights'][:, None]  # [B, P]
   model = state_lib.merge_model(graphdef, params)
   logits = model(masked['inputs'], masked['positions'],
@@ -234,8 +221,8 @@ def eval_step(params, batch, *, graphdef, config, vocab_size, log_unigram, most_
 
 def evaluate(params, rows, eval_fn, mesh, config) -> dict[str, float]:
   """Runs ``eval_fn`` over the whole held-out split; returns the ``eval/*`` metrics."""
-  t = loop.sum_over_split(eval_fn, params, rows, mesh,
-                          global_batch_size=config.eval.global_batch_size)
+  t = driver.sum_over_split(eval_fn, params, rows, mesh,
+                            global_batch_size=config.eval.global_batch_size)
   n = max(t['count'], 1.0)
   return {'mlm_loss': t['loss'] / n, 'mlm_accuracy': t['correct'] / n,
           'perplexity': float(np.exp(t['loss'] / n)), 'num_tokens': t['count'],
@@ -244,66 +231,33 @@ def evaluate(params, rows, eval_fn, mesh, config) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- run
 
-def create_train_state(config, mesh, vocab_size):
-  """(graphdef, tx, state, shardings): a fresh state built directly on the mesh."""
-  cfg = model_config(config, vocab_size)
-  tx = optim.make_optimizer(config.optim, config.num_train_steps)
-  graphdef, state, shardings = state_lib.init_on_mesh(
-      lambda rngs: transformer.MaskedLM(cfg, rngs=rngs), tx, mesh,
-      jax.random.fold_in(jax.random.key(config.seed), 0))
-  return graphdef, tx, state, shardings
+def create_train_state(config, data, mesh, rng) -> state_lib.TrainState:
+  """A fresh TrainState (model and AdamW) built directly on the mesh."""
+  cfg = model_config(config, data['tokenizer'].vocab_size)
+  return state_lib.init_on_mesh(lambda rngs_: transformer.MaskedLM(cfg, rngs=rngs_),
+                                optim.make_optimizer(config.optim, config.num_train_steps),
+                                mesh, rng)
 
 
-def make_train_step(config, graphdef, tx, data):
-  """``train_step`` bound to this run (not yet jitted)."""
-  return functools.partial(train_step, graphdef=graphdef, tx=tx, config=config,
-                           vocab_size=data['tokenizer'].vocab_size,
-                           word_start=jnp.asarray(data['tokenizer'].word_start))
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       fail_at_step: int | None = None) -> dict:
-  """Trains and evaluates; resumes from ``workdir``'s latest checkpoint if there is one.
-
-  Args:
-    config: see ``get_config``.
-    workdir: output folder (created).
-    fail_at_step: test hook, raise ``loop.SimulatedFault`` after this step.
-
-  Returns:
-    The summary dict also written to ``WORKDIR/summary.json``.
-
-  Raises:
-    ValueError: a bad config value (before any compilation), or a workdir written by another
-      experiment or an incompatible config.
-  """
-  t_start = time.time()
-  mesh = mesh_lib.make_mesh(config.mesh)
-  validate_config(config, mesh.devices.size)
-  saved_meta = checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
-  data = prepare_data(config, workdir, expected_sha256=saved_meta.get('data_sha256'))
-  vocab_size = data['tokenizer'].vocab_size
-
-  graphdef, tx, state, shardings = create_train_state(config, mesh, vocab_size)
-  manager, state, restored_step = checkpoint.restore_or_keep(
-      workdir, state, shardings, max_to_keep=config.max_checkpoints_to_keep)
-
-  jit_step = sharding.jit_train_step(make_train_step(config, graphdef, tx, data), shardings,
-                                     mesh)
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Pretrains the masked LM on held-out MLM accuracy and loss (the protocol:
+  ``experiments/__init__.py``)."""
+  mesh, run = loop.start(config, workdir, EXPERIMENT, validate_config)
+  data = prepare_data(config, workdir, expected_sha256=run.saved_meta.get('data_sha256'))
+  rng_init, rng_train, _ = rngs.run_keys(config.seed)
+  state = create_train_state(config, data, mesh, rng_init)
+  tok = data['tokenizer']
   eval_fn = sharding.jit_eval_step(functools.partial(
-      eval_step, graphdef=graphdef, config=config, vocab_size=vocab_size,
+      eval_step, graphdef=state.graphdef, config=config, vocab_size=tok.vocab_size,
       log_unigram=jnp.asarray(data['log_unigram']), most_frequent=data['most_frequent']),
-      shardings.params, mesh)
-  get_batch = loop.batch_getter(data['train'], mesh, seed=config.seed,
-                                global_batch_size=config.global_batch_size)
-  writer = writers.create_writer(workdir)
-  return loop.run_and_summarize(
-      state, experiment=EXPERIMENT, workdir=workdir, config=config, info=data['info'],
-      restored_from_step=restored_step, start_time=t_start,
-      num_train_steps=config.num_train_steps, train_step=jit_step, get_batch=get_batch,
-      writer=writer, manager=manager,
-      eval_fn=lambda s, _: evaluate(s.params, data['eval'], eval_fn, mesh, config),
-      tokens_per_step=config.global_batch_size * config.data.seq_len, fail_at_step=fail_at_step)
+      state_lib.shardings(state).params, mesh)
+  return loop.train(
+      run, state,
+      functools.partial(train_step, config=config, **step_constants(config, data)),
+      pipeline.batch_getter(data['train'], mesh, config),
+      lambda state, step: evaluate(state.params, data['eval'], eval_fn, mesh, config),
+      rng=rng_train, info=data['info'],
+      tokens_per_step=config.global_batch_size * config.data.seq_len)
 
 
 if __name__ == '__main__':

@@ -1,40 +1,26 @@
 r"""Variational autoencoder: ELBO, importance-weighted bound and bits/dim on images.
 
-Kingma & Welling 2014, "Auto-Encoding Variational Bayes" (arXiv:1312.6114): a convolutional
-encoder gives q(z | x) = N(mean(x), diag(exp(log_var(x)))), the prior is p(z) = N(0, I), the
-decoder gives p(x | z), and training maximises the evidence lower bound (ELBO, their eq. 3)
-with one reparameterised sample per image. Evaluation adds the importance-weighted bound of
-Burda, Grosse & Salakhutdinov 2016, "Importance Weighted Autoencoders" (arXiv:1509.00519,
-eq. 8) with K = ``method.num_iwae_samples`` samples per image.
+Kingma & Welling 2014, "Auto-Encoding Variational Bayes" (arXiv:1312.6114): encoder
+q(z | x) = N(mean(x), diag(exp(log_var(x)))), prior N(0, I), decoder p(x | z); training
+maximises the ELBO (their eq. 3) with one reparameterised sample per image. Evaluation adds
+the importance-weighted bound of Burda et al. 2016 (arXiv:1509.00519, eq. 8) with K =
+``method.num_iwae_samples``. ``method.likelihood`` makes p(x | z) a probability of the
+discrete image: 'bernoulli' (bytes >= 128 are ones) or 'logistic' (the 256 grey levels,
+discretised logistic of Salimans et al. 2017, arXiv:1701.05517).
 
   python -m experiments.vae --workdir=/tmp/vae
   python -m experiments.vae --workdir=/tmp/vae_logistic --config.method.likelihood=logistic
 
-``method.likelihood`` makes p(x | z) a probability of the discrete image, so eval/elbo is a
-true lower bound on its log-probability: 'bernoulli' binarises the uint8 images at 0.5
-(byte >= 128 -> 1) and models independent Bernoulli pixels; 'logistic' models the 256 grey
-levels with a per-pixel discretised logistic (Salimans et al. 2017, arXiv:1701.05517).
-
-Default data: scikit-learn's bundled 8x8 digits through the local TFDS pipeline (``data.*``
-as in experiments/autoencoder.py). Metrics on the test split, means over its images, in nats
-per image (higher is better): ``eval/elbo`` = ``eval/reconstruction`` (E_q[log p(x | z)],
-averaged over the K samples) - ``eval/kl`` (analytic), ``eval/iwae_bound``, and
-``eval/bits_per_dim`` (-elbo / (H W C ln 2), lower is better); against ``eval/elbo_baseline``
-and ``eval/bits_per_dim_baseline``: the exact log-probability under the same likelihood with
-independent pixels fitted to the training split. Reconstructions, prior samples and latent
-interpolations go to TensorBoard and ``WORKDIR/images/*.png``.
-
-Expected (defaults, 1,980 steps, under a minute on 2 shared CPU cores): eval/elbo -17.9
-nats per image against eval/elbo_baseline -25.1, eval/iwae_bound -16.8 (K = 32), 0.40
-bits/dim against 0.57; with ``method.likelihood=logistic`` eval/elbo -180.5 against -203.7
-(4.07 against 4.59 bits/dim).
+Test-split metrics in nats per image (README: VAE): ``eval/elbo``, ``eval/iwae_bound``,
+``eval/bits_per_dim`` against the independent-pixel baseline ``eval/elbo_baseline``.
+Expected (defaults, under a minute on 2 CPU cores): eval/elbo -17.9 against -25.1,
+eval/iwae_bound -16.8 (K = 32), 0.40 bits/dim against 0.57.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import time
 
 import jax
 import jax.numpy as jnp
@@ -42,36 +28,25 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxssl.data import images
-from jaxssl.eval import representation
+from jaxssl import config_checks
+from jaxssl.data import images, pipeline
+from jaxssl.eval import driver
+from jaxssl.eval import features as features_lib
 from jaxssl.losses import vae as vae_losses
 from jaxssl.models import vae as vae_model
-from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.parallel import sharding
-from jaxssl.train import checkpoint, cli, config_checks, loop, optim, writers
+from jaxssl.train import cli, loop, optim, rngs, run_config, writers
 from jaxssl.train import state as state_lib
 from jaxssl.train import step as train_step_lib
 
 EXPERIMENT = 'vae'
-NUM_LEVELS = 256  # grey levels of the uint8 images ('logistic')
-BINARY_THRESHOLD = 128  # a byte >= this is a 1 ('bernoulli'): x / 255 > 0.5
-# Tags folded into the data.split_seed key: fixed eval noise and prior samples for every run.
-_EVAL_NOISE, _PRIOR_SAMPLES = 0x5EED, 0x5A3E
 
 
 def get_config() -> ml_collections.ConfigDict:
   """The default run: binarised digits, 8 latent dimensions, under a minute on 2 cores."""
-  c = ml_collections.ConfigDict()
-  c.seed = 0  # Root of every random choice of training (init, latent noise, data order).
-  c.global_batch_size = 64  # Images per optimizer step, over all devices and processes.
-  c.num_epochs = 90  # Passes over the training images (digits: 22 steps each) ...
-  c.num_train_steps = 4000  # ... capped at this many steps.
-  c.log_every_steps = 200  # Train metrics cadence.
-  c.eval_every_steps = 1000  # Test-split evaluation and image grids (and at the end).
-  c.checkpoint_every_steps = 1000  # Orbax save cadence (and always at the end).
-  c.max_checkpoints_to_keep = 3  # Older step folders are deleted.
-
-  c.data = images.data_config()
+  c = run_config.base_config(
+      images.data_config(), global_batch_size=64, num_epochs=90, num_train_steps=4000,
+      log_every_steps=200, eval_every_steps=1000, checkpoint_every_steps=1000)
 
   c.model = ml_collections.ConfigDict()
   c.model.latent_dim = 8  # Z: dimensions of the Gaussian latent.
@@ -92,23 +67,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.interpolation_steps = 8  # Decoded points per pair, both posterior means included.
   c.eval.png_scale = 4  # PNG enlargement by pixel repetition (8x8 digits are tiny).
 
-  c.mesh = mesh_lib.mesh_config()  # All devices data-parallel; --config.mesh.fsdp=N shards.
   return c
 
 
 def smoke_config() -> ml_collections.ConfigDict:
   """A few steps of a small model on the digits: seconds, for tests."""
-  c = get_config()
-  c.global_batch_size = 16
-  c.num_train_steps = 6
-  c.log_every_steps = 2
-  c.eval_every_steps = 0
-  c.checkpoint_every_steps = 3
+  c = run_config.smoke(get_config(), global_batch_size=16, eval_batch_size=128)
   c.model.latent_dim = 4
   c.model.widths = (4, 8)
   c.method.num_iwae_samples = 8
-  c.optim.warmup_steps = 2
-  c.eval.global_batch_size = 128
   c.eval.num_samples = 16
   c.eval.num_interpolations = 2
   c.eval.interpolation_steps = 4
@@ -119,7 +86,7 @@ def smoke_config() -> ml_collections.ConfigDict:
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ValueError naming the first bad field; runs before any data or compilation."""
-  config_checks.check_training(config, num_devices, jax.process_count())
+  run_config.check_training(config, num_devices)
   images.check_config(config)
   config_checks.positive(config, 'num_epochs', 'model.latent_dim', 'method.num_iwae_samples',
                          'eval.num_images', 'eval.num_samples', 'eval.num_interpolations',
@@ -129,66 +96,27 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   if config.eval.interpolation_steps < 2:
     raise ValueError(f'eval.interpolation_steps={config.eval.interpolation_steps} must be '
                      '>= 2 (both ends of each interpolation)')
-  if not config.model.widths or min(config.model.widths) < 1:
-    raise ValueError(f'model.widths={config.model.widths} must be positive channel counts')
+  config_checks.positive_sizes(config, 'model.widths')
 
 
 # ----------------------------------------------------------------------------- data
 
-def model_input(image, likelihood: str):
-  """What the VAE models: uint8 [B, H, W, C] (NumPy or jax) -> float32 [B, H, W, C].
-
-  'bernoulli': 1.0 where the byte is >= 128 (x / 255 > 0.5), else 0.0. 'logistic': x / 255,
-  each value one of the 256 levels k / 255.
-  """
-  if likelihood == 'bernoulli':
-    return (image >= BINARY_THRESHOLD).astype(np.float32)
-  return image.astype(np.float32) / (NUM_LEVELS - 1)
-
-
-def fit_baseline(train_images: np.ndarray, likelihood: str) -> dict[str, np.ndarray]:
-  """The independent-pixel model of the training images, as decoder outputs would give it.
-
-  'bernoulli': per-pixel frequency of ones with add-one smoothing, p = (ones + 1) / (N + 2),
-  as ``{'logits': log p - log(1 - p)}``. 'logistic': per-pixel logistic with the training mean
-  as location and the moment-matched scale s = std sqrt(3) / pi (a logistic's variance is
-  s^2 pi^2 / 3), floored at exp(losses.vae.MIN_LOG_SCALE) as the likelihood floors it, as
-  ``{'mean', 'log_scale'}``.
-
-  Args:
-    train_images: uint8 [N, H, W, C].
-    likelihood: 'bernoulli' or 'logistic'.
-
-  Returns:
-    {name: float32 [H, W, C]}, for ``VAE.log_likelihood`` after broadcasting to the batch.
-  """
-  x = model_input(train_images, likelihood).astype(np.float64)  # [N, H, W, C]
-  if likelihood == 'bernoulli':
-    p = (x.sum(axis=0) + 1.0) / (len(x) + 2.0)  # [H, W, C]
-    return {'logits': (np.log(p) - np.log1p(-p)).astype(np.float32)}
-  scale = x.std(axis=0) * math.sqrt(3.0) / math.pi  # [H, W, C]
-  log_scale = np.log(np.maximum(scale, math.exp(vae_losses.MIN_LOG_SCALE)))
-  return {'mean': x.mean(axis=0).astype(np.float32), 'log_scale': log_scale.astype(np.float32)}
-
-
-def prepare_data(config: ml_collections.ConfigDict) -> dict:
+def prepare_data(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Train/test images (uint8 [N, H, W, C]) and labels, the independent-pixel baseline, the
   run's length in steps (``num_train_steps``), and the data facts.
 
   Raises:
     ValueError: empty data, or too few training images for one step (or for the warmup).
   """
-  data = images.load_images(config.data)
-  train = data.train
-  return dict(train=train, test=data.test, image_shape=tuple(train['image'].shape[1:]),
-              baseline=fit_baseline(train['image'], config.method.likelihood),
-              info=dict(data.info),
-              num_train_steps=loop.steps_for_epochs(config, len(train['image']), unit='images'))
+  del workdir  # the images keep nothing there
+  data = images.for_training(config)
+  return dict(data, baseline=vae_model.fit_baseline(data['train']['image'],
+                                                    config.method.likelihood))
 
 
 # ----------------------------------------------------------------------------- steps
 
-def train_step(state, batch, rng, *, graphdef, tx, config, total_steps):
+def train_step(state, batch, rng, *, config):
   """One AdamW step on the negative ELBO of a global batch; pure and jit-compiled once.
 
   The latent noise of the whole global batch is drawn first from ``fold_in(rng, step)``, so
@@ -202,14 +130,14 @@ def train_step(state, batch, rng, *, graphdef, tx, config, total_steps):
   Returns:
     (state, metrics): f32 scalars ``loss`` (negative ELBO, nats per image, mean over the
     global batch), ``reconstruction`` (its log p(x | z) term) and ``kl``, ``bits_per_dim``
-    (of the ELBO), ``grad_norm``, ``learning_rate``.
+    (of the ELBO), ``grad_norm``.
   """
-  x = model_input(batch['image'], config.method.likelihood)  # [B, H, W, C]
+  x = vae_model.model_input(batch['image'], config.method.likelihood)  # [B, H, W, C]
   eps = jax.random.normal(jax.random.fold_in(rng, state.step),
                           (x.shape[0], config.model.latent_dim), jnp.float32)  # [B, Z]
 
   def sums_fn(params, mb, _):
-    model = state_lib.merge_model(graphdef, params)
+    model = state_lib.merge_model(state.graphdef, params)
     mean, log_var = model.encode(mb['x'])  # [b, Z] each
     z = mean + jnp.exp(0.5 * log_var) * mb['eps']
     log_lik = model.log_likelihood(model.decode(z), mb['x'])  # [b]
@@ -222,13 +150,11 @@ def train_step(state, batch, rng, *, graphdef, tx, config, total_steps):
       sums_fn, state.params, {'x': x, 'eps': eps}, rng, config.optim.grad_accum_steps)
   grads = train_step_lib.divide(grads, sums['count'])  # mean over the global batch
   loss = sums['loss'] / sums['count']
-  schedule = optim.make_schedule(config.optim, total_steps)
   metrics = dict(loss=loss, reconstruction=sums['reconstruction'] / sums['count'],
                  kl=sums['kl'] / sums['count'],
                  bits_per_dim=vae_losses.bits_per_dim(-loss, math.prod(x.shape[1:])),
-                 grad_norm=optax.global_norm(grads),
-                 learning_rate=jnp.asarray(schedule(state.step), jnp.float32))
-  return state_lib.apply_gradients(state, grads, tx), metrics
+                 grad_norm=optax.global_norm(grads))
+  return state.apply_gradients(grads), metrics
 
 
 def eval_step(params, batch, *, graphdef, config, baseline):
@@ -245,8 +171,8 @@ def eval_step(params, batch, *, graphdef, config, baseline):
     dict of f32 [B], nats per image unless stated: elbo, reconstruction, kl, bits_per_dim,
     iwae_bound, elbo_baseline, bits_per_dim_baseline, and weights (1 real, 0 padding).
   """
-  x = model_input(batch['image'], config.method.likelihood)  # [B, H, W, C]
-  key = jax.random.fold_in(jax.random.key(config.data.split_seed), _EVAL_NOISE)
+  x = vae_model.model_input(batch['image'], config.method.likelihood)  # [B, H, W, C]
+  key = rngs.eval_key(config.data.split_seed, 'fixed')
   keys = jax.vmap(functools.partial(jax.random.fold_in, key))(jnp.maximum(batch['index'], 0))
   model = state_lib.merge_model(graphdef, params)
   # One image at a time under vmap, so each image's samples depend on its own key only.
@@ -267,8 +193,8 @@ def eval_step(params, batch, *, graphdef, config, baseline):
 
 def evaluate(params, data, eval_fn, mesh, config) -> dict[str, float]:
   """Test-split metrics: ``eval_step``'s values averaged over every test image."""
-  per_image = loop.per_example_over_split(eval_fn, params, data['test'], mesh,
-                                          global_batch_size=config.eval.global_batch_size)
+  per_image = driver.per_example_over_split(eval_fn, params, data['test'], mesh,
+                                            global_batch_size=config.eval.global_batch_size)
   return {name: float(np.mean(values, dtype=np.float64)) for name, values in per_image.items()}
 
 
@@ -299,13 +225,13 @@ def grid_step(params, images, *, graphdef, config):
     posterior means, the second image.
   """
   model = state_lib.merge_model(graphdef, params)
-  x = model_input(images['shown'], config.method.likelihood)  # [n, H, W, C]
+  x = vae_model.model_input(images['shown'], config.method.likelihood)  # [n, H, W, C]
   out = dict(inputs=x, reconstructions=decoder_mean(model, model.encode(x)[0]))
-  key = jax.random.fold_in(jax.random.key(config.data.split_seed), _PRIOR_SAMPLES)
+  key = rngs.eval_key(config.data.split_seed, 'prior')
   z = jax.random.normal(key, (config.eval.num_samples, config.model.latent_dim), jnp.float32)
   out['samples'] = decoder_mean(model, z)
   if 'ends' in images:
-    ends = model_input(images['ends'], config.method.likelihood)
+    ends = vae_model.model_input(images['ends'], config.method.likelihood)
     first, second = ends[0::2], ends[1::2]  # [P, H, W, C] each
     z_first, z_second = model.encode(first)[0], model.encode(second)[0]  # [P, Z] each
     t = jnp.linspace(0.0, 1.0, config.eval.interpolation_steps)[None, :, None]  # [1, T, 1]
@@ -350,7 +276,7 @@ def image_grids(grid_fn, params, config) -> dict[str, np.ndarray]:
   return grids
 
 
-def embed_fn(graphdef, config) -> representation.NnxEmbedFn:
+def embed_fn(graphdef, config) -> features_lib.NnxEmbedFn:
   """The frozen encoder for the downstream protocol (``jaxssl.eval.representation``): the
   posterior mean [B, Z] of images in [0, 1], binarised first as in training when the
   likelihood is Bernoulli."""
@@ -359,10 +285,11 @@ def embed_fn(graphdef, config) -> representation.NnxEmbedFn:
   def posterior_mean(module, x, train):
     del train
     if binary:  # the same test as model_input on the bytes: x * 255 >= 128
-      x = (x * (NUM_LEVELS - 1) >= BINARY_THRESHOLD - 0.5).astype(jnp.float32)
+      x = (x * (vae_model.NUM_LEVELS - 1) >= vae_model.BINARY_THRESHOLD - 0.5).astype(
+          jnp.float32)
     return module.encode(x)[0]
 
-  return representation.nnx_embed_fn(graphdef, posterior_mean)
+  return features_lib.nnx_embed_fn(graphdef, posterior_mean)
 
 
 def encoder_variables(state) -> dict:
@@ -372,70 +299,37 @@ def encoder_variables(state) -> dict:
 
 # ----------------------------------------------------------------------------- run
 
-def create_train_state(config, mesh, data):
-  """(graphdef, tx, state, shardings): a fresh state built directly on the mesh."""
-  tx = optim.make_optimizer(config.optim, data['num_train_steps'])
-  graphdef, state, shardings = state_lib.init_on_mesh(
-      lambda rngs: vae_model.VAE(data['image_shape'], config.model.latent_dim,
-                                 tuple(config.model.widths),
-                                 likelihood=config.method.likelihood, num_levels=NUM_LEVELS,
-                                 activation=config.model.activation, rngs=rngs),
-      tx, mesh, jax.random.fold_in(jax.random.key(config.seed), 0))
-  return graphdef, tx, state, shardings
+def create_train_state(config, data, mesh, rng) -> state_lib.TrainState:
+  """A fresh TrainState (model and AdamW) built directly on the mesh."""
+  return state_lib.init_on_mesh(
+      lambda rngs_: vae_model.VAE(data['image_shape'], config.model.latent_dim,
+                                  tuple(config.model.widths),
+                                  likelihood=config.method.likelihood,
+                                  num_levels=vae_model.NUM_LEVELS,
+                                  activation=config.model.activation, rngs=rngs_),
+      optim.make_optimizer(config.optim, data['num_train_steps']), mesh, rng)
 
 
-def make_train_step(config, graphdef, tx, data):
-  """``train_step`` bound to this run (not yet jitted)."""
-  return functools.partial(train_step, graphdef=graphdef, tx=tx, config=config,
-                           total_steps=data['num_train_steps'])
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       fail_at_step: int | None = None) -> dict:
-  """Trains and evaluates; resumes from ``workdir``'s latest checkpoint if there is one.
-
-  Returns:
-    The summary dict also written to ``WORKDIR/summary.json``.
-
-  Raises:
-    ValueError: a bad config value (before any data is read or anything compiles), data too
-      small for one batch, or a workdir written by another experiment or an incompatible
-      config or data.
-  """
-  t_start = time.time()
-  mesh = mesh_lib.make_mesh(config.mesh)
-  validate_config(config, mesh.devices.size)
-  saved_meta = checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
-  data = prepare_data(config)
-  checkpoint.check_data(saved_meta, data['info'], workdir)
-  total_steps = data['num_train_steps']
-
-  graphdef, tx, state, shardings = create_train_state(config, mesh, data)
-  manager, state, restored_step = checkpoint.restore_or_keep(
-      workdir, state, shardings, max_to_keep=config.max_checkpoints_to_keep)
-  jit_step = sharding.jit_train_step(make_train_step(config, graphdef, tx, data), shardings,
-                                     mesh)
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains the VAE on the test ELBO and IWAE bound; writes reconstructions, samples and
+  interpolations (the protocol: ``experiments/__init__.py``)."""
+  mesh, run = loop.start(config, workdir, EXPERIMENT, validate_config)
+  data = prepare_data(config, workdir)
+  rng_init, rng_train, _ = rngs.run_keys(config.seed)
+  state = create_train_state(config, data, mesh, rng_init)
+  params_sharding = state_lib.shardings(state).params
   eval_fn = sharding.jit_eval_step(functools.partial(
-      eval_step, graphdef=graphdef, config=config,
-      baseline={k: jnp.asarray(v) for k, v in data['baseline'].items()}),
-      shardings.params, mesh)
-  grid_fn = make_grid_fn(config, graphdef, data, shardings.params, mesh)
-  get_batch = loop.batch_getter(data['train'], mesh, seed=config.seed,
-                                global_batch_size=config.global_batch_size)
-  writer = writers.create_writer(workdir)
+      eval_step, graphdef=state.graphdef, config=config,
+      baseline={k: jnp.asarray(v) for k, v in data['baseline'].items()}), params_sharding, mesh)
+  grid_fn = make_grid_fn(config, state.graphdef, data, params_sharding, mesh)
 
-  def run_eval(state, step):
-    writers.write_image_grids(writer, workdir, step,
-                              image_grids(grid_fn, state.params, config),
-                              scale=config.eval.png_scale)
-    return evaluate(state.params, data, eval_fn, mesh, config)
+  evaluate_and_show = lambda state, step: dict(
+      image_grids(grid_fn, state.params, config),
+      **evaluate(state.params, data, eval_fn, mesh, config))
 
-  return loop.run_and_summarize(
-      state, experiment=EXPERIMENT, workdir=workdir, config=config,
-      info=dict(data['info'], num_train_steps=total_steps), restored_from_step=restored_step,
-      start_time=t_start, num_train_steps=total_steps, train_step=jit_step,
-      get_batch=get_batch, writer=writer, manager=manager, eval_fn=run_eval,
-      examples_per_step=config.global_batch_size, fail_at_step=fail_at_step)
+  return loop.train(run, state, functools.partial(train_step, config=config),
+                    pipeline.batch_getter(data['train'], mesh, config), evaluate_and_show,
+                    rng=rng_train, info=data['info'], num_train_steps=data['num_train_steps'])
 
 
 if __name__ == '__main__':

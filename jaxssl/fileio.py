@@ -7,12 +7,10 @@ import uuid
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-  """Writes ``data`` (str as UTF-8, or bytes) to ``path`` atomically.
+  """Writes ``data`` (str as UTF-8, or bytes) to ``path`` atomically, creating the folder.
 
-  A reader sees the old file or the new one, never a part: the data goes to a temporary file
-  with a random name beside ``path`` (so concurrent writers, e.g. several processes of one
-  run, never share one; created with the usual umask permissions), which is then renamed over
-  ``path``. The folder is created if missing.
+  A reader sees the old file or the new one: the data go to a uniquely named temporary file
+  beside ``path`` (so concurrent writers never share one), renamed over ``path``.
 
   Raises:
     OSError: the folder or file cannot be written (the temporary file is removed).

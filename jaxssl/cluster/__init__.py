@@ -1,1 +1,2 @@
-"""Clustering: k-means (`jaxssl.cluster.kmeans`)."""
+"""Clustering: k-means (`jaxssl.cluster.kmeans`, with scikit-learn's interface, over the
+pure jitted functions of `jaxssl.cluster.algorithms`)."""

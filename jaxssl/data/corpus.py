@@ -1,19 +1,11 @@
-"""Loading a text corpus from any source, split into training and held-out documents.
+"""Loading a text corpus, split into training and held-out documents.
 
-Three sources, chosen by the ``data`` config (see `load_corpus`):
-
-* ``data.files``: the user's UTF-8 text files (globs);
-* ``data.name == 'pydoc'``: the Python reference text embedded in Python (the default);
-* any other ``data.name``: a TFDS text dataset already prepared on disk (never
-  downloaded here: with no network ``tfds.load`` retries for minutes).
-
-Local sources are prepared once as the ``local_text`` TFDS dataset under
-``<cache_dir>/tfds`` (see `jaxssl.data.builders.local_text`). Every document is cleaned
-and cut by `jaxssl.data.text`; exact duplicates are dropped (first kept). Which
-documents are held out depends only on ``data.split_seed`` and the documents' text,
-never on a training seed, so every run of an experiment evaluates on the same text.
-What the image loader shares with this one (cache dir, globs, named TFDS datasets, the
-held-out split) lives in `jaxssl.data.sources`.
+Sources (``load_corpus``): ``data.files`` (UTF-8 text globs); ``data.name == 'pydoc'``, the
+Python reference text embedded in Python (default); other names, a TFDS text dataset already
+prepared on disk (never downloaded: offline, ``tfds.load`` retries for minutes). Local sources
+are built once as ``local_text`` under ``<cache_dir>/tfds``; documents are cleaned and cut by
+``jaxssl.data.text``, exact duplicates dropped (first kept). Held-out documents depend only on
+``data.split_seed`` and the text. Shared parts with the image loader: ``jaxssl.data.sources``.
 """
 
 import dataclasses
@@ -35,13 +27,11 @@ class Corpus:
 
   Attributes:
     train: documents for training (and for training the tokenizer).
-    validation: held-out documents, disjoint from `train`; training never sees them.
-    sha256: hex sha256 of the raw source: the files' bytes in sorted path order
-      (each framed by its length, see `local_text.content_sha256`), the embedded text,
-      or for TFDS a JSON of the dataset's full name (name/config/version), its splits
-      and their sizes, and the splits and document cap read.
-    source: where the text came from: ``'pydoc'``, ``'files:<abs glob>[,...]'`` or
-      ``'tfds:<name>'``.
+    validation: held-out documents, disjoint from ``train``.
+    sha256: hex sha256 of the raw source: the files' bytes in sorted path order (each framed
+      by its length, ``local_text.content_sha256``), the embedded text, or for TFDS a JSON of
+      the full name (name/config/version), splits and sizes, and the splits and cap read.
+    source: ``'pydoc'``, ``'files:<abs glob>[,...]'`` or ``'tfds:<name>'``.
   """
 
   train: list[str]
@@ -51,43 +41,28 @@ class Corpus:
 
 
 def load_corpus(data: ml_collections.ConfigDict) -> Corpus:
-  """Loads the documents `data` names and holds some of them out.
+  """Loads the documents ``data`` names and holds some of them out.
 
   Args:
-    data: the ``data`` config. Fields read (missing ones take these defaults):
-      ``name='pydoc'``: ``'pydoc'`` or a TFDS dataset name such as ``'lm1b'``,
-        ``'tiny_shakespeare'``, ``'wikipedia/20230601.en'``; ignored if ``files`` set.
-      ``files=None``: glob(s) of UTF-8 text files, comma-separated (``~`` and ``**``
-        work). Files are read in sorted path order.
-      ``data_dir=None``: TFDS data_dir for named datasets (None: the TFDS default).
-      ``cache_dir=None``: where local sources are prepared, under ``<cache_dir>/tfds``;
-        None means ``$JAXSSL_CACHE_DIR`` if set, else ``~/.cache/jaxssl``.
-      ``text_key='text'``: the TFDS feature holding the text.
-      ``train_split='train'``, ``eval_split=None``: TFDS splits. With ``eval_split``
-        the held-out documents are that split's (less any that also occur in
-        training); otherwise, and always for local sources, a fraction of the
-        documents is held out.
-      ``validation_fraction=0.05``: held-out fraction, in (0, 1); exactly
-        ``ceil(validation_fraction * n)`` of the n unique documents are held out.
-      ``split_seed=0``: which documents are held out is a function of this seed and
-        each document's text only.
-      ``max_document_chars=2000``: the longest document, in characters.
-      ``max_documents=None``: for TFDS datasets, read examples of each split in
-        stored order and keep only the first ``max_documents`` documents (after
-        cleaning and cutting, before removing duplicates); None reads every example.
+    data: the ``data`` config (fields as ``lm_data.data_config``). Defaults of missing fields:
+      ``name='pydoc'`` (ignored if ``files`` set), ``files=None`` (comma-separated globs,
+      ``~`` and ``**`` work, read in sorted path order), ``data_dir=None`` (TFDS default),
+      ``cache_dir=None`` (``$JAXSSL_CACHE_DIR``, else ``~/.cache/jaxssl``),
+      ``text_key='text'``, ``train_split='train'``, ``eval_split=None`` (with it, held out =
+      that split less documents also in training; local sources always hold out a fraction),
+      ``validation_fraction=0.05`` (exactly ``ceil(fraction * n)`` of n unique documents),
+      ``split_seed=0``, ``max_document_chars=2000``, ``max_documents=None`` (TFDS: first
+      documents of each split in stored order, after cutting, before deduplication).
 
   Returns:
     The corpus; its documents keep source order.
 
   Raises:
-    FileNotFoundError: ``data.files`` matches no file (naming the pattern), or the
-      TFDS dataset ``data.name`` is not prepared in ``data.data_dir`` (saying how to
-      prepare it).
-    ValueError: a file is not UTF-8 (naming it); the source has no text (naming it);
-      ``data.name`` is not a TFDS dataset; a split or ``data.text_key`` does not
-      exist; ``data.validation_fraction`` is not in (0, 1); ``data.max_documents``
-      is below 1; or the corpus is too
-      small to hold out at least one document and train on at least one.
+    FileNotFoundError: ``data.files`` matches no file (naming the pattern), or TFDS
+      ``data.name`` is not prepared in ``data.data_dir`` (saying how to prepare it).
+    ValueError: a file is not UTF-8 or the source has no text (naming it); ``data.name`` not in
+      TFDS; a missing split or ``data.text_key``; ``validation_fraction`` not in (0, 1);
+      ``max_documents`` < 1; or too few documents to hold out one and train on one.
   """
   files = data.get('files')
   if files:
@@ -103,22 +78,10 @@ cache_dir = sources.cache_dir
 
 
 def held_out_mask(documents: Sequence[str], *, fraction: float, seed: int) -> list[bool]:
-  """Marks ``ceil(fraction * n)`` of the documents as held out.
+  """Marks ``ceil(fraction * n)`` of n distinct documents as held out (True).
 
-  The held-out documents are those with the smallest ``sha256(seed, text)``: a pure
-  function of the seed and the texts, independent of their order (see
-  `sources.held_out_mask`).
-
-  Args:
-    documents: n distinct documents.
-    fraction: the held-out fraction, in (0, 1).
-    seed: the split seed.
-
-  Returns:
-    n booleans, True where held out.
-
-  Raises:
-    ValueError: if `fraction` is not in (0, 1).
+  The smallest ``sha256(seed, text)``, independent of order (``sources.held_out_mask``).
+  Raises ValueError if ``fraction`` is not in (0, 1).
   """
   return sources.held_out_mask([doc.encode('utf-8') for doc in documents], fraction=fraction,
                                seed=seed, field='data.validation_fraction')

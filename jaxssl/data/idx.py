@@ -1,14 +1,7 @@
 """Reading IDX files, the format MNIST, Fashion-MNIST and KMNIST ship in.
 
-An IDX file is a 4-byte magic number, ``00 00 <dtype code> <ndim>``, then ``ndim``
-big-endian uint32 dimensions, then the array in C order, big-endian. Files may be
-gzipped; that is detected from the gzip magic bytes (``1f 8b``), not the file name.
-
-`find_idx_pairs` turns the files ``data.files`` matches into (images, labels) pairs,
-each the ``train`` or ``test`` split:
-
-    pairs = idx.find_idx_pairs('/data/mnist/*-ubyte.gz')
-    images = idx.read_idx(pairs[0].images)  # uint8 [60000, 28, 28]
+IDX: magic ``00 00 <dtype code> <ndim>``, ``ndim`` big-endian uint32 dimensions, then the
+array in C order, big-endian. Gzip is detected from the magic bytes ``1f 8b``, not the name.
 """
 
 import dataclasses
@@ -39,13 +32,7 @@ TRAIN, TEST = 'train', 'test'
 
 @dataclasses.dataclass(frozen=True)
 class IdxHeader:
-  """What an IDX header says.
-
-  Attributes:
-    dtype: the NumPy dtype of the data (big-endian where it has more than one byte).
-    shape: the dimensions.
-    size: the header's length in bytes, ``4 + 4 * len(shape)``.
-  """
+  """What an IDX header says: ``dtype`` (big-endian if multi-byte), ``shape``, ``size`` in bytes."""
 
   dtype: np.dtype
   shape: tuple[int, ...]
@@ -54,14 +41,9 @@ class IdxHeader:
 
 @dataclasses.dataclass(frozen=True)
 class IdxPair:
-  """An images file and its labels file.
+  """An images file, uint8 [N, H, W(, C)], and its labels file, integers [N] (absolute paths).
 
-  Attributes:
-    images: absolute path of the images file: uint8 [N, H, W] or [N, H, W, C].
-    labels: absolute path of the labels file: integers [N].
-    split: ``'train'`` or ``'test'``.
-    num_examples: N.
-    image_shape: (H, W, C); C is 1 for [N, H, W] files.
+  ``split`` is ``'train'`` or ``'test'``; ``image_shape`` is (H, W, C), C = 1 for [N, H, W].
   """
 
   images: str
@@ -96,18 +78,11 @@ def _read_bytes(path: str | os.PathLike, *, header_only: bool = False) -> bytes:
 
 
 def parse_header(data: bytes, path: str | os.PathLike) -> IdxHeader:
-  """Parses the IDX header at the start of `data`.
-
-  Args:
-    data: the file's (decompressed) bytes; only the header's are read.
-    path: the file, for error messages.
-
-  Returns:
-    The header.
+  """Parses the IDX header at the start of ``data`` (decompressed bytes; ``path`` for messages).
 
   Raises:
-    ValueError: naming `path`, if the magic number does not start with two zero bytes,
-      the dtype code is unknown, or the header is cut short.
+    ValueError: naming ``path``: the magic number does not start with two zero bytes, the
+      dtype code is unknown, or the header is cut short.
   """
   if len(data) < 4:
     raise ValueError(f'{path}: not an IDX file: {len(data)} bytes, shorter than the '
@@ -132,25 +107,21 @@ def read_header(path: str | os.PathLike) -> IdxHeader:
   """Reads only the header of an IDX file (gzipped or plain).
 
   Raises:
-    ValueError: as `parse_header`, or for a damaged gzip file; each names the file.
+    ValueError: as ``parse_header``, or for a damaged gzip file; each names the file.
   """
   return parse_header(_read_bytes(path, header_only=True), path)
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-  """Reads an IDX file, gzipped or plain (detected from its first bytes).
-
-  Args:
-    path: the file.
+  """Reads an IDX file, gzipped or plain.
 
   Returns:
     The array, shaped as the header says, in native byte order: uint8, int8, int16,
     int32, float32 or float64 by the header's dtype code.
 
   Raises:
-    ValueError: naming the file, for a bad magic number, an unknown dtype code, data
-      shorter than the header's shape needs (with the bytes expected and found), extra
-      bytes after the data, or a damaged gzip file.
+    ValueError: naming the file: bad magic number, unknown dtype code, data shorter than the
+      shape needs (bytes expected and found), trailing bytes, or a damaged gzip file.
   """
   data = _read_bytes(path)
   header = parse_header(data, path)
@@ -189,8 +160,7 @@ def _named_role(path: str) -> str | None:
 
 
 def _pair_key(path: str) -> str:
-  """The name with the role word and the idx rank blanked: train-images-idx3-ubyte and
-  train-labels-idx1-ubyte both give ``train-*-idx?-ubyte``."""
+  """The name with the role word and idx rank blanked: ``train-*-idx?-ubyte`` for both files."""
   return re.sub(r'idx\d', 'idx?', _ROLE_WORDS.sub('*', _name(path)))
 
 
@@ -208,8 +178,7 @@ def _role(path: str, header: IdxHeader) -> str:
   """'images' (ndim 3 or 4, uint8) or 'labels' (ndim 1, integer), checked against the name.
 
   Raises:
-    ValueError: naming the file, for another rank or dtype, or a name that says the
-      other role.
+    ValueError: naming the file: another rank or dtype, or a name that says the other role.
   """
   shape = list(header.shape)
   if len(shape) in (3, 4):
@@ -232,11 +201,7 @@ def _role(path: str, header: IdxHeader) -> str:
 
 
 def _pair(images: str, labels: str, headers: dict[str, IdxHeader]) -> tuple[str, str]:
-  """Checks that the two files have the same number of examples.
-
-  Raises:
-    ValueError: naming both files and both counts.
-  """
+  """Checks that the two files have the same number of examples; ValueError names both."""
   n_images, n_labels = headers[images].shape[0], headers[labels].shape[0]
   if n_images != n_labels:
     raise ValueError(f'{images} holds {n_images} images but {labels} holds {n_labels} '
@@ -245,11 +210,7 @@ def _pair(images: str, labels: str, headers: dict[str, IdxHeader]) -> tuple[str,
 
 
 def _pair_by_count(images: list[str], labels: list[str], headers) -> list[tuple[str, str]]:
-  """Pairs leftover files whose example counts match one to one.
-
-  Raises:
-    ValueError: listing the files that cannot be paired.
-  """
+  """Pairs leftover files whose example counts match one to one; ValueError lists the rest."""
   if len(images) == 1 and len(labels) == 1:
     return [_pair(images[0], labels[0], headers)]
   count = {p: headers[p].shape[0] for p in images + labels}
@@ -270,15 +231,12 @@ def _pair_by_count(images: list[str], labels: list[str], headers) -> list[tuple[
 
 
 def find_idx_pairs(files: str | Sequence[str]) -> list[IdxPair]:
-  """Pairs the IDX images and labels files that `files` matches, one pair per split.
+  """Pairs the IDX images and labels files that ``files`` matches, one pair per split.
 
-  Each file's role comes from its header: images are uint8 [N, H, W] or [N, H, W, C],
-  labels are integer [N]. Files are paired by name (``train-images-idx3-ubyte`` with
-  ``train-labels-idx1-ubyte``: the names equal once ``images``/``labels`` and the idx
-  rank are blanked; a ``.gz`` suffix is ignored), and what is left by example count. A
-  pair's split is ``train`` or ``test`` (``test`` or ``t10k`` in its name). A single
-  pair is the ``train`` split whatever its name; with several, each name must say its
-  split, and at least one is ``train``.
+  Roles come from the headers (images uint8 [N, H, W(, C)], labels integer [N]). Files pair by
+  name (``train-images-idx3-ubyte`` with ``train-labels-idx1-ubyte``; ``.gz`` ignored), the
+  rest by example count. One pair is ``train`` whatever its name; with several, each name must
+  say ``train`` or ``test``/``t10k``, and one must be ``train``.
 
   Args:
     files: comma-separated globs (``data.files``), or a sequence of paths.
@@ -288,11 +246,9 @@ def find_idx_pairs(files: str | Sequence[str]) -> list[IdxPair]:
 
   Raises:
     FileNotFoundError: a glob matches no file.
-    ValueError: naming the file(s), for an unreadable IDX header; a file that is neither
-      images nor labels, or whose name says the other role (a "labels" file holding
-      images); images and labels of a pair with different counts (e.g. 60000 images vs
-      10000 labels); files that cannot be paired; several pairs whose names do not
-      say their split, or no train pair; or images of different shapes.
+    ValueError: naming the file(s): an unreadable header; a file neither images nor labels, or
+      named as the other role; a pair with different counts; files that cannot be paired;
+      several pairs not naming their split, or no train pair; images of different shapes.
   """
   if isinstance(files, str):
     paths = sources.glob_files(files)

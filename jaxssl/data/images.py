@@ -1,18 +1,10 @@
-"""Loading a labelled image dataset from any source, split into train and test.
+"""Loading a labelled image dataset, split into train and test, from one of three sources.
 
-Three sources, chosen by the ``data`` config (see `load_images` and `data_config`):
-
-* ``data.files``: IDX files (MNIST, Fashion-MNIST, KMNIST, ...), paired by
-  `idx.find_idx_pairs`;
-* ``data.name == 'digits'``: scikit-learn's bundled 8x8 digits (the default);
-* any other ``data.name``: a TFDS image dataset already prepared on disk (never
-  downloaded here), e.g. ``'mnist'``, ``'fashion_mnist'``, ``'cifar10'``.
-
-Local sources are prepared once as the ``local_images`` TFDS dataset under
-``<cache_dir>/tfds`` (see `jaxssl.data.builders.local_images`). When the source has no
-test split, a fraction of the training examples is held out; which ones depends only on
-``data.split_seed`` and the images' bytes, never on a training seed, so every run
-evaluates on the same images.
+``data.files``: IDX files (MNIST and kin, paired by ``idx.find_idx_pairs``); ``data.name ==
+'digits'``: scikit-learn's 8x8 digits (default); other names: a TFDS dataset already prepared
+on disk (never downloaded). Local sources are built once as ``local_images`` under
+``<cache_dir>/tfds``. Without a test split, the held-out examples depend only on
+``data.split_seed`` and the images' bytes, never on a training seed.
 """
 
 import dataclasses
@@ -25,10 +17,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from ml_collections import config_dict
 
-from jaxssl.data import idx
+from jaxssl.data import idx, pipeline
 from jaxssl.data import sources
 from jaxssl.data.builders import local_images
-from jaxssl.train import config_checks
+from jaxssl import config_checks
 
 DIGITS = local_images.DIGITS
 
@@ -39,16 +31,14 @@ class ImageData:
 
   Attributes:
     train: ``{'image': uint8 [N, H, W, C], 'label': int32 [N]}`` in source order.
-    test: the same for the test examples, disjoint from `train` (when held out).
+    test: the same for the test examples, disjoint from ``train`` (when held out).
     num_classes: labels lie in [0, num_classes).
-    sha256: hex sha256 of what was read: the content of a local source (see
-      `local_images.content_sha256`), or for TFDS a JSON of the dataset's full name,
-      its splits and their sizes, the splits read and ``max_examples``; with
-      ``max_examples`` set for a local source, a JSON of both.
+    sha256: hex sha256 of what was read: a local source's content
+      (``local_images.content_sha256``), or for TFDS a JSON of the full name, splits and sizes,
+      splits read and ``max_examples``; with ``max_examples`` on a local source, JSON of both.
     source: ``'digits'``, ``'files:<abs glob>[,...]'`` or ``'tfds:<name>'``.
-    info: flat JSON-able facts for ``summary.json``: ``data/source``, ``data/sha256``,
-      ``data/num_train``, ``data/num_test``, ``data/image_shape`` ([H, W, C]) and
-      ``data/num_classes``.
+    info: ``data/source``, ``data/sha256``, ``data/num_train``, ``data/num_test``,
+      ``data/image_shape`` ([H, W, C]) and ``data/num_classes``, for ``summary.json``.
   """
 
   train: dict[str, np.ndarray]
@@ -75,14 +65,7 @@ def data_config(*, name: str = DIGITS) -> ml_collections.ConfigDict:
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-  """Checks the ``config.data`` fields of an image experiment's config.
-
-  Args:
-    config: the experiment's config, with a ``data`` sub-dict from `data_config`.
-
-  Raises:
-    ValueError: naming the first bad ``data.<field>``.
-  """
+  """Checks ``config.data`` (from ``data_config``); ValueError names the first bad field."""
   data = config.data
   if not data.files:
     for field in ('name', 'train_split'):
@@ -97,30 +80,19 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 def load_images(data: ml_collections.ConfigDict) -> ImageData:
-  """Loads the labelled images `data` names, with a fixed test split.
+  """Loads the labelled images ``data`` names (``data_config``; missing fields take its defaults).
 
-  Args:
-    data: the ``data`` config (see `data_config`; missing fields take its defaults).
-      ``files``, if set, are globs of IDX files (comma-separated); a ``test``/``t10k``
-      pair is the test split. Otherwise ``name`` is ``'digits'`` or a TFDS dataset
-      prepared in ``data_dir``, read from ``train_split`` and, if set, ``test_split``.
-      With no test split (digits, a single IDX pair, or ``test_split`` unset),
-      ``ceil(test_fraction * n)`` of the n training examples are held out, chosen by
-      ``split_seed`` and each image's bytes. ``max_examples`` keeps only the first
-      examples of each split read, in stored order, before holding any out.
-
-  Returns:
-    The dataset. Images are uint8 [N, H, W, C] (a channel axis is added to [N, H, W]),
-    labels int32 [N].
+  A ``test``/``t10k`` IDX pair or ``test_split`` is the test split; else ``ceil(test_fraction
+  * n)`` training examples are held out (``split_seed``, image bytes). ``max_examples`` keeps
+  the first examples of each split read, before holding out. Images are uint8 [N, H, W, C]
+  (a channel axis is added to [N, H, W]), labels int32 [N].
 
   Raises:
-    FileNotFoundError: ``data.files`` matches no file, or the TFDS dataset
-      ``data.name`` is not prepared in ``data.data_dir`` (the message names the
-      ``tfds build`` command; nothing is downloaded).
-    ValueError: a bad IDX file or pairing (see `idx.find_idx_pairs`); ``data.name``
-      is not a TFDS dataset, a split does not exist, or the dataset has no ``image``
-      and ``label`` features, images of one shape, or uint8 pixels; ``test_fraction``
-      is not in (0, 1); ``max_examples`` is below 1; or a split is left empty.
+    FileNotFoundError: ``data.files`` matches no file, or TFDS ``data.name`` is not prepared
+      in ``data.data_dir`` (the message names the ``tfds build`` command).
+    ValueError: a bad IDX file or pairing (``idx.find_idx_pairs``); ``data.name`` not in
+      TFDS, a missing split, no ``image``/``label`` features, images of several shapes or not
+      uint8; ``test_fraction`` not in (0, 1); ``max_examples`` < 1; or an empty split.
   """
   max_examples = data.get('max_examples')
   if max_examples is not None and max_examples < 1:
@@ -132,6 +104,38 @@ def load_images(data: ml_collections.ConfigDict) -> ImageData:
   if data.get('name', DIGITS) == DIGITS:
     return _local_images(local_images.digits_config(), source=DIGITS, data=data)
   return _tfds_images(data)
+
+
+def for_training(config: ml_collections.ConfigDict, *, train_keep=None,
+                 labels_needed_by: str | None = None) -> dict:
+  """The images of ``config.data`` as a training experiment takes them.
+
+  Args:
+    config: an experiment config (``data``, and ``num_epochs``, ``num_train_steps``,
+      ``global_batch_size``, ``optim.warmup_steps`` for the run's length).
+    train_keep: optional ``labels int32 [N] -> bool [N]``: the training images kept (e.g. all
+      but an anomaly class); the run's length counts the kept ones.
+    labels_needed_by: what needs labels of at least 2 classes (named in the error), if any.
+
+  Returns:
+    {'train', 'test': {'image': uint8 [N, H, W, C], 'label': int32 [N]}, 'num_classes',
+    'image_shape': (H, W, C), 'info': the ``data/*`` facts, 'num_train_steps'}.
+
+  Raises:
+    ValueError: < 2 classes when ``labels_needed_by``; as ``load_images``, ``steps_for_epochs``.
+  """
+  data = load_images(config.data)
+  if labels_needed_by and data.num_classes < 2:
+    raise ValueError(f'{data.source} has {data.num_classes} classes: {labels_needed_by} needs '
+                     'labelled images of at least 2 classes')
+  train = data.train
+  if train_keep is not None:
+    keep = train_keep(train['label'])
+    train = {k: v[keep] for k, v in train.items()}
+  return dict(train=train, test=data.test, num_classes=data.num_classes,
+              image_shape=tuple(train['image'].shape[1:]), info=dict(data.info),
+              num_train_steps=pipeline.steps_for_epochs(config, len(train['image']),
+                                                        unit='images'))
 
 
 def _local_images(config: local_images.LocalImagesConfig, *, source: str, data) -> ImageData:

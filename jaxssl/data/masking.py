@@ -1,11 +1,8 @@
 """BERT masked-token corruption as a pure JAX function, drawn inside the jitted step.
 
-Devlin et al. 2019 (arXiv:1810.04805), section 3.1 and appendix A.1: select ``mask_rate`` of
-the real (non-special) tokens of each row; of those, 80% become [MASK], 10% a random
-non-special token and 10% stay unchanged; predict the originals at the selected positions.
-
-Randomness: every row uses its own key ``fold_in(rng, example_id)``, so the masks of a row
-depend only on (rng, example id) — not on batch layout, device count or micro-batching.
+Devlin et al. 2019 (arXiv:1810.04805), sec. 3.1 and app. A.1: select ``mask_rate`` of the
+real (non-special) tokens of each row; 80% become [MASK], 10% a random non-special token, 10%
+stay. Row keys are ``fold_in(rng, example_id)``: masks do not depend on batch layout or devices.
 """
 
 from __future__ import annotations
@@ -82,19 +79,16 @@ def mask_tokens(rng: jax.Array, tokens: jax.Array, example_ids: jax.Array, *,
     tokens: int32 [B, L]; ids < num_special (PAD, CLS, SEP, MASK, UNK) are never selected.
     example_ids: int32 [B] global index of each row; its key is ``fold_in(rng, example_id)``.
     mask_rate: fraction of the real tokens selected per row (rounded, at least one).
-    num_slots: P, the prediction slots per row (``max_predictions``); selections beyond it
-      are dropped.
-    mask_id: id of [MASK].
+    num_slots: P, prediction slots per row (``max_predictions``); extra selections dropped.
+    mask_id, num_special: id of [MASK]; ids below ``num_special`` are special.
     vocab_size: V; random replacements are drawn uniformly from [num_special, V).
-    num_special: ids below it are special.
-    replace_prob: probability a selected token becomes [MASK] (1.0 for evaluation).
-    random_prob: probability it becomes a random token (the rest stay unchanged).
-    word_start: optional bool [V], True where a piece begins a word; enables whole-word
-      masking (all pieces of a chosen word are selected together).
+    replace_prob, random_prob: probability a selected token becomes [MASK] (1.0 for
+      evaluation) or a random token; the rest stay unchanged.
+    word_start: optional bool [V], True where a piece begins a word: whole-word masking.
 
   Returns:
-    dict with ``inputs`` int32 [B, L] corrupted tokens, ``positions`` int32 [B, P],
-    ``labels`` int32 [B, P] original tokens, ``weights`` float32 [B, P] (1.0 = selected).
+    ``inputs`` int32 [B, L] corrupted tokens, ``positions`` int32 [B, P], ``labels`` int32
+    [B, P] original tokens, ``weights`` float32 [B, P] (1.0 = selected).
 
   Raises:
     ValueError: tokens is not 2-D or example_ids does not match its batch size.

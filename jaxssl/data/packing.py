@@ -1,15 +1,8 @@
 """Packing tokenized documents into fixed-length rows ("full sentences" packing).
 
-As in RoBERTa (Liu et al., 2019, arXiv:1907.11692, Sec. 4.2 "FULL-SENTENCES"): the
-documents, each followed by [SEP], form one token stream that is cut into rows without
-regard to document boundaries, so no position is wasted on padding except in the last
-row. Each row starts with [CLS], as in BERT (Devlin et al., 2019, arXiv:1810.04805).
-
-Example with ``seq_len=5`` (C=[CLS], S=[SEP], P=[PAD]) and documents [a b c], [d e]:
-
-  stream      a b c S d e S
-  tokens      [C a b c S]  [C d e S P]
-  segment_ids [1 1 1 1 1]  [1 1 1 1 0]
+RoBERTa (Liu et al. 2019, arXiv:1907.11692, Sec. 4.2 FULL-SENTENCES): documents, each followed
+by [SEP], form one stream cut into rows regardless of document boundaries (padding only in the
+last row); each row starts with [CLS] as in BERT (Devlin et al. 2019, arXiv:1810.04805).
 """
 
 from collections.abc import Sequence
@@ -20,24 +13,20 @@ import numpy as np
 def pack_documents(
     docs: Sequence[np.ndarray], *, seq_len: int, cls_id: int, sep_id: int, pad_id: int
 ) -> dict[str, np.ndarray]:
-  """Packs documents into rows of `seq_len` tokens.
+  """Packs documents into rows of ``seq_len`` tokens: [CLS] + ``seq_len - 1`` stream tokens.
 
-  The documents, each followed by `sep_id`, are concatenated into one stream (empty
-  documents are skipped); the stream is cut into rows of ``seq_len - 1`` tokens and
-  `cls_id` is prepended to each row; the last row is padded with `pad_id`.
+  Empty documents are skipped; the last row is padded with ``pad_id``. E.g. L=5, [a b c], [d e]:
+  tokens [C a b c S] [C d e S P], segment_ids [1 1 1 1 1] [1 1 1 1 0].
 
   Args:
     docs: token ids of each document, int [n_i].
     seq_len: L, tokens per row, including [CLS].
-    cls_id: id put first in every row.
-    sep_id: id put after every document.
-    pad_id: id filling the end of the last row.
+    cls_id, sep_id, pad_id: first in every row; after every document; end of the last row.
 
   Returns:
-    ``tokens``: int32 [N, L], N = ceil(stream length / (L - 1)).
-    ``segment_ids``: int32 [N, L]: for each token, the 1-based index within its row
-      of the document it belongs to (a document's [SEP] belongs to it; [CLS] gets the
-      id of the row's first document, i.e. 1); 0 for padding.
+    ``tokens`` int32 [N, L], N = ceil(stream length / (L - 1)), and ``segment_ids`` int32
+    [N, L]: 1-based index within the row of each token's document (its [SEP] included; [CLS]
+    gets 1), 0 for padding.
 
   Raises:
     ValueError: if ``seq_len < 3`` or every document is empty.
@@ -63,15 +52,7 @@ def pack_documents(
 
 
 def count_real_tokens(tokens: np.ndarray, *, pad_id: int) -> int:
-  """The number of non-padding tokens ([CLS] and [SEP] included).
-
-  Args:
-    tokens: int [..., L].
-    pad_id: the padding id.
-
-  Returns:
-    The count, a Python int.
-  """
+  """The number of non-padding tokens of int [..., L] ([CLS] and [SEP] included), a Python int."""
   return int(np.count_nonzero(np.asarray(tokens) != pad_id))
 
 
@@ -80,25 +61,11 @@ def pack_causal(
 ) -> dict[str, np.ndarray]:
   """Packs documents for next-token prediction: ``[BOS] doc [EOS]`` each, rows overlapping.
 
-  The stream ``BOS d1 EOS BOS d2 EOS ...`` is cut into windows of ``seq_len`` tokens with
-  stride ``seq_len - 1``: a row's first token is the previous row's last. A row's first
-  position is never a target (it has no context in the row), so every stream token after
-  the first is a next-token target in exactly one row, and a held-out split is scored whole
-  (as nanoGPT's x/y windows, without re-reading any token as a target). With the segment
-  ids, a document's first token is predicted from its [BOS] and nothing crosses documents.
-
-  Example with ``seq_len=4`` (B=[BOS], E=[EOS], P=[PAD]), documents [a b], [c]:
-
-    stream      B a b E B c E
-    tokens      [B a b E]  [E B c E]
-    segment_ids [1 1 1 1]  [1 2 2 2]
-
-  Args:
-    docs: token ids of each document, int [n_i]; empty documents are skipped.
-    seq_len: L, tokens per row (>= 2).
-    bos_id: id put before every document.
-    eos_id: id put after every document (a target: the model learns where text ends).
-    pad_id: filler after the end of the stream (segment 0).
+  The stream ``BOS d1 EOS BOS d2 EOS ...`` is cut into windows of L tokens with stride L - 1
+  (a row's first token is the previous row's last and never a target), so every stream token
+  after the first is a target in exactly one row, as nanoGPT's x/y windows. With the segment
+  ids nothing crosses documents. E.g. L=4, [a b], [c]: [B a b E] [E B c E], segments [1 1 1 1]
+  [1 2 2 2]. Empty documents are skipped; ``pad_id`` (segment 0) fills the end.
 
   Returns:
     ``tokens`` int32 [N, L] and ``segment_ids`` int32 [N, L] (1-based document index within

@@ -1,27 +1,22 @@
 """Batches of packed rows as pure functions of (seed, step), sliced per process.
 
-Training order is a fresh permutation of the rows each epoch, drawn from
-``np.random.default_rng([seed, epoch])``; the batch of a step depends on nothing else,
-so a run resumed at step s reads exactly the batches it would have read (no state to
-checkpoint, no repeats, no skips). With several processes each process gets its own
-contiguous slice of the global batch: process p holds rows [p*b, (p+1)*b) of it, with
-b = global_batch_size // process_count.
-
-Plain NumPy indexing; the packed corpus fits in host memory.
+Each epoch is a fresh permutation from ``np.random.default_rng([seed, epoch])`` and nothing
+else, so a resumed run reads exactly the batches it would have (no state to checkpoint).
+Process p holds rows [p*b, (p+1)*b) of the global batch, b = global_batch_size //
+process_count. Plain NumPy indexing; the packed corpus fits in host memory.
 """
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
+import jax
 import numpy as np
+
+from jaxssl.parallel import sharding
 
 
 def _num_rows(rows: Mapping[str, np.ndarray]) -> int:
-  """The shared leading dimension of every array in `rows`.
-
-  Raises:
-    ValueError: if `rows` is empty or its arrays differ in length.
-  """
+  """The shared leading dimension of every array in ``rows``; ValueError if none or unequal."""
   lengths = {key: len(value) for key, value in rows.items()}
   if not lengths or len(set(lengths.values())) != 1:
     raise ValueError(f'rows must be arrays with one shared leading dimension, got {lengths}.')
@@ -29,11 +24,11 @@ def _num_rows(rows: Mapping[str, np.ndarray]) -> int:
 
 
 def _per_process_size(global_batch_size: int, process_index: int, process_count: int) -> int:
-  """b = global_batch_size // process_count, checking the arguments.
+  """b = global_batch_size // process_count.
 
   Raises:
     ValueError: naming ``global_batch_size`` if it is not a positive multiple of
-      `process_count`, or if `process_index` is not in [0, process_count).
+      ``process_count``, or if ``process_index`` is not in [0, process_count).
   """
   if global_batch_size < 1 or process_count < 1:
     raise ValueError(
@@ -54,14 +49,7 @@ def _per_process_size(global_batch_size: int, process_index: int, process_count:
 def epoch_permutation(num_rows: int, *, seed: int, epoch: int) -> np.ndarray:
   """The order of the rows in one epoch: a pure function of (seed, epoch).
 
-  Drawn once per (N, seed, epoch) and cached (a few epochs), not at every step: drawing
-  costs O(N), about 3 ms per call at N = 100,000 and 30-70 ms at 1,000,000 on this
-  project's 2-core machine (benchmarks/input_pipeline.py), a step's worth of time.
-
-  Args:
-    num_rows: N.
-    seed: the data seed (non-negative).
-    epoch: the epoch number (non-negative).
+  Cached per (N, seed, epoch): drawing is O(N), a step's worth of time at N = 1e6.
 
   Returns:
     int64 [N], read-only (shared by the cache): a permutation of range(N), from
@@ -81,28 +69,20 @@ def train_batch(
     process_index: int = 0,
     process_count: int = 1,
 ) -> dict[str, np.ndarray]:
-  """This process's slice of the global training batch of `step`.
+  """This process's slice of the global training batch of ``step``: the keys of ``rows``, b rows.
 
-  Epochs hold ``steps_per_epoch = N // global_batch_size`` steps (the last partial
-  batch of each epoch's permutation is dropped); step s is in epoch
-  ``s // steps_per_epoch`` and takes positions ``[(s % steps_per_epoch) * B, ... + B)``
-  of that epoch's permutation.
+  An epoch is N // B steps (the permutation's last partial batch is dropped); step s takes
+  positions [(s % steps_per_epoch) * B, ... + B) of epoch s // steps_per_epoch's permutation.
 
   Args:
     rows: arrays with a shared leading dimension N (e.g. ``tokens`` int32 [N, L] and
       ``segment_ids`` int32 [N, L]); every key is sliced alike.
-    step: the training step, >= 0.
-    seed: the data seed.
-    global_batch_size: B, rows per step over all processes.
-    process_index: this process, in [0, process_count).
-    process_count: the number of processes sharing the batch.
-
-  Returns:
-    The same keys, each with leading dimension b = B // process_count.
+    step: the training step, >= 0; seed: the data seed.
+    global_batch_size: B, rows per step over all processes; b = B // process_count.
 
   Raises:
     ValueError: naming ``global_batch_size`` if N < B or B is not divisible by
-      `process_count`; if `step` < 0 or `rows` arrays differ in length.
+      ``process_count``; if ``step`` < 0 or ``rows`` arrays differ in length.
   """
   num_rows = _num_rows(rows)
   local = _per_process_size(global_batch_size, process_index, process_count)
@@ -129,24 +109,16 @@ def eval_batches(
 ) -> Iterator[dict[str, np.ndarray]]:
   """Every row exactly once, in order, in batches of this process's slice.
 
-  There are ceil(N / B) global batches; global batch i holds rows [i*B, (i+1)*B), and
-  this process gets positions [p*b, (p+1)*b) of it. Positions past N are padding rows:
-  all zeros in every key (PAD tokens, segment 0), weight 0, index -1. Every process
-  gets the same number of batches.
-
-  Args:
-    rows: arrays with a shared leading dimension N.
-    global_batch_size: B, rows per batch over all processes.
-    process_index: this process, in [0, process_count).
-    process_count: the number of processes.
+  ceil(N / B) global batches, the same number on every process; batch i holds rows
+  [i*B, (i+1)*B), process p positions [p*b, (p+1)*b) of it, b = B // process_count. Positions
+  past N are padding: all zeros in every key (PAD tokens, segment 0), weight 0, index -1.
 
   Yields:
-    Dicts with the keys of `rows` (leading dimension b = B // process_count) plus
-    ``weights`` float32 [b] (1.0 real row, 0.0 padding) and ``index`` int32 [b] (the
-    global row index; -1 for padding).
+    The keys of ``rows`` (leading dimension b) plus ``weights`` float32 [b] (1.0 real row, 0.0
+    padding) and ``index`` int32 [b] (global row index; -1 padding).
 
   Raises:
-    ValueError: naming ``global_batch_size`` if not divisible by `process_count`.
+    ValueError: naming ``global_batch_size`` if not divisible by ``process_count``.
   """
   num_rows = _num_rows(rows)
   local = _per_process_size(global_batch_size, process_index, process_count)
@@ -161,3 +133,30 @@ def eval_batches(
     batch['weights'] = real.astype(np.float32)
     batch['index'] = np.where(real, index, -1).astype(np.int32)
     yield batch
+
+
+def batch_getter(rows: Mapping[str, np.ndarray], mesh, config) -> Callable[[int], dict]:
+  """``step -> batch`` of global arrays on ``mesh`` (the loop's ``get_batch``): this process's
+  slice of ``train_batch`` with ``config.seed`` and ``config.global_batch_size``."""
+  def get_batch(step):
+    return sharding.put_batch(train_batch(
+        rows, step, seed=config.seed, global_batch_size=config.global_batch_size,
+        process_index=jax.process_index(), process_count=jax.process_count()), mesh)
+  return get_batch
+
+
+def steps_for_epochs(config, num_examples: int, *, unit: str = 'examples') -> int:
+  """A run's length counted in epochs with a step cap: min(``num_epochs`` * (num_examples //
+  ``global_batch_size``), ``num_train_steps``) (an epoch's last partial batch is no step).
+
+  Raises:
+    ValueError: the data gives no step, or fewer steps than ``optim.warmup_steps``; names
+      the ``unit`` counted ('images').
+  """
+  steps = min(config.num_train_steps,
+              config.num_epochs * (num_examples // config.global_batch_size))
+  if steps < 1 or config.optim.warmup_steps > steps:
+    raise ValueError(f'{num_examples} training {unit} give {steps} steps of '
+                     f'global_batch_size={config.global_batch_size}, fewer than '
+                     f'optim.warmup_steps={config.optim.warmup_steps} or none at all')
+  return steps

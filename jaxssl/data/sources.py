@@ -1,12 +1,8 @@
 """What the text and image loaders share about where data comes from.
 
-* `cache_dir`: where local sources are prepared as TFDS datasets.
-* `glob_files`: the user's files, from the comma-separated globs of ``data.files``.
-* `tfds_builder`, `check_split`, `iter_examples`, `tfds_sha256`: named TFDS datasets,
-  read from disk only. Nothing is downloaded: with no network ``tfds.load`` retries for
-  minutes, so an unprepared dataset fails at once, saying how to prepare it.
-* `held_out_mask`: the fixed held-out split, a function of a split seed and each
-  example's content only, never of a training seed.
+The cache dir of local sources, ``data.files`` globs, named TFDS datasets read from disk only
+(an unprepared one fails at once, saying how to prepare it, since offline ``tfds.load``
+retries for minutes), and the fixed held-out split (split seed and content only).
 """
 
 import glob
@@ -39,13 +35,7 @@ def files_source(files: str) -> str:
 
 
 def glob_files(files: str) -> list[str]:
-  """Expands the globs of ``data.files`` into sorted, unique absolute file paths.
-
-  Args:
-    files: comma-separated globs (``~`` and ``**`` work).
-
-  Returns:
-    The matching files (not directories), absolute, sorted.
+  """Expands the comma-separated globs of ``data.files`` (``~``, ``**``) to sorted absolute files.
 
   Raises:
     FileNotFoundError: naming ``data.files`` and the pattern, if a glob matches no file.
@@ -66,24 +56,12 @@ def glob_files(files: str) -> list[str]:
 
 def held_out_mask(contents: Sequence[bytes], *, fraction: float, seed: int,
                   field: str) -> list[bool]:
-  """Marks ``ceil(fraction * n)`` of n examples as held out, by content.
+  """Marks ``ceil(fraction * n)`` of n examples as held out (True), by content.
 
-  The held-out examples are those with the smallest ``sha256(f'{seed}\\0' + content)``
-  (ties, i.e. exact duplicates, in index order): a pure function of the seed and the
-  contents, independent of their order, so duplicates land on the same side unless
-  they straddle the cut.
-
-  Args:
-    contents: n byte strings, one per example (e.g. UTF-8 text, or image bytes).
-    fraction: the held-out fraction, in (0, 1).
-    seed: the split seed.
-    field: the config field `fraction` came from, for the error message.
-
-  Returns:
-    n booleans, True where held out.
-
-  Raises:
-    ValueError: naming `field`, if `fraction` is not in (0, 1).
+  Held out: the smallest ``sha256(f'{seed}\\0' + content)`` (exact duplicates in index order),
+  independent of the examples' order. ``contents`` are n byte strings (UTF-8 text, image
+  bytes); ``field`` names the config field of ``fraction`` in the ValueError raised unless
+  0 < fraction < 1.
   """
   if not 0.0 < fraction < 1.0:
     raise ValueError(f'{field} must be in (0, 1), got {fraction}.')
@@ -98,18 +76,13 @@ def held_out_mask(contents: Sequence[bytes], *, fraction: float, seed: int,
 
 
 def tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
-  """The builder of a prepared TFDS dataset; never downloads.
+  """The builder of a prepared TFDS dataset ``data.name`` (with optional config and version).
 
-  Args:
-    name: ``data.name``: a TFDS name, with optional config and version.
-    data_dir: ``data.data_dir``; None means the TFDS default.
-
-  Returns:
-    A prepared builder.
+  Never downloads; ``data_dir`` None means the TFDS default.
 
   Raises:
-    ValueError: if `name` is not a TFDS dataset (or config) known here.
-    FileNotFoundError: if it is not prepared in `data_dir`; the message names the
+    ValueError: if ``name`` is not a TFDS dataset (or config) known here.
+    FileNotFoundError: if it is not prepared in ``data_dir``; the message names the
       ``tfds build`` command that prepares it.
   """
   try:
@@ -147,18 +120,10 @@ def uses_array_record(builder: tfds.core.DatasetBuilder) -> bool:
 
 def iter_examples(builder: tfds.core.DatasetBuilder, split: str, *,
                   limit: int | None = None) -> Iterator[dict]:
-  """Yields the decoded examples of `split` in stored order.
+  """Yields the decoded examples of ``split`` in stored order, at most ``limit`` (None: all).
 
-  ArrayRecord is read with ``as_data_source`` (no TensorFlow); TFRecord through
-  ``tf.data`` (imports TensorFlow).
-
-  Args:
-    builder: a prepared builder.
-    split: a split of it (check it first with `check_split`).
-    limit: read at most this many examples; None reads all.
-
-  Yields:
-    Dicts of NumPy values, as TFDS decodes them (text as UTF-8 bytes).
+  ArrayRecord via ``as_data_source`` (no TensorFlow), TFRecord via ``tf.data``. Values are
+  NumPy as TFDS decodes them (text as UTF-8 bytes); check ``split`` with ``check_split`` first.
   """
   if uses_array_record(builder):
     source = builder.as_data_source(split=split)
@@ -174,15 +139,10 @@ def iter_examples(builder: tfds.core.DatasetBuilder, split: str, *,
 
 def tfds_sha256(builder: tfds.core.DatasetBuilder, *, read: Sequence[str | None],
                 **caps) -> str:
-  """Hex sha256 naming what was read of a named dataset.
+  """Hex sha256 of a JSON naming what was read of a named dataset.
 
-  It hashes a JSON of the dataset's full name (name/config/version), its splits and
-  their sizes, the splits read and the caps on what was read from them.
-
-  Args:
-    builder: a prepared builder.
-    read: the splits read (None for one not read).
-    **caps: e.g. ``max_documents=None``; part of the hash.
+  The JSON holds the full name (name/config/version), splits and sizes, the splits ``read``
+  (None for one not read) and ``**caps`` (e.g. ``max_documents=None``).
   """
   described = {
       'dataset': builder.info.full_name,

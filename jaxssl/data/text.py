@@ -1,9 +1,7 @@
-"""Cleaning raw text and cutting it into documents.
+"""Cleaning raw text and cutting it into documents: pure string functions, no I/O.
 
-Pure string functions, no I/O. ``clean_text`` normalises a source; ``split_documents``
-cuts the cleaned text at blank lines into documents of at most ``max_chars`` characters.
-``pydoc_text`` is the embedded default corpus: the Python reference topics that ship
-with the interpreter (``pydoc_data.topics``), so an experiment runs with no download.
+``pydoc_text`` is the embedded default corpus, the Python reference topics shipped with the
+interpreter (``pydoc_data.topics``), so an experiment runs with no download.
 """
 
 import re
@@ -36,17 +34,10 @@ def _clean_line(line: str) -> str:
 def clean_text(text: str) -> str:
   """Normalises raw text for tokenizer training and language modelling.
 
-  In order: ``\\r\\n`` and ``\\r`` become ``\\n``; Unicode NFKC normalisation; tabs
-  (and vertical tabs, form feeds) become spaces; markup rule lines (one punctuation
-  character repeated 3+ times, possibly indented, e.g. reST title underlines ``*****``)
-  are dropped; every line is stripped and runs of 2+ spaces inside it become one
-  space. Blank lines are kept (as empty lines): they delimit documents.
-
-  Args:
-    text: raw text, any line endings.
-
-  Returns:
-    The cleaned text; its lines are separated by ``\\n``.
+  In order: ``\\r\\n`` and ``\\r`` become ``\\n``; NFKC; tabs, vertical tabs and form feeds
+  become spaces; markup rule lines (one punctuation character repeated 3+ times, e.g. ``*****``)
+  are dropped; lines are stripped and inner runs of 2+ spaces become one. Blank lines are kept:
+  they delimit documents.
   """
   text = text.replace('\r\n', '\n').replace('\r', '\n')
   text = unicodedata.normalize('NFKC', text)
@@ -69,11 +60,7 @@ def _blocks(text: str) -> list[list[str]]:
 
 
 def _cut_line(line: str, max_chars: int) -> list[str]:
-  """Cuts one line into pieces of at most `max_chars` chars, at spaces if possible.
-
-  Each cut is at the last space within the first ``max_chars + 1`` characters (the
-  space itself is dropped), or a hard cut at ``max_chars`` when there is none.
-  """
+  """Cuts a line into pieces of <= ``max_chars`` at the last space (dropped), else hard."""
   pieces = []
   while len(line) > max_chars:
     cut = line.rfind(' ', 1, max_chars + 1)
@@ -105,20 +92,12 @@ def _chunk_block(lines: list[str], max_chars: int) -> list[str]:
 
 
 def split_documents(text: str, *, max_chars: int) -> list[str]:
-  """Cuts text into documents at blank lines, each at most `max_chars` characters.
+  """Cuts text into documents at blank lines, each at most ``max_chars`` characters (code points).
 
-  A block of non-blank lines between blank lines (one or more lines holding only
-  whitespace) is one document. A block longer than ``max_chars`` is cut at line
-  boundaries into consecutive pieces of at most ``max_chars`` characters; a single line
-  longer than ``max_chars`` is cut at the last space before ``max_chars`` (hard cut at
-  ``max_chars`` if it has no space). Empty blocks are dropped.
-
-  Args:
-    text: text whose lines are separated by ``\\n`` (normally from `clean_text`).
-    max_chars: the longest document, in characters (Unicode code points).
-
-  Returns:
-    The documents in text order; lines inside a document are joined by ``\\n``.
+  A block of non-blank lines is one document; a longer block is cut at line boundaries into
+  consecutive pieces, a longer line at its last space before ``max_chars`` (hard cut if none).
+  Empty blocks are dropped. Input lines are separated by ``\\n`` (normally from
+  ``clean_text``); documents come in text order, their lines joined by ``\\n``.
 
   Raises:
     ValueError: if ``max_chars < 1``.
@@ -132,13 +111,9 @@ def split_documents(text: str, *, max_chars: int) -> list[str]:
 
 
 def pydoc_text() -> str:
-  """The embedded default corpus: the Python reference text shipped with Python.
+  """The raw embedded corpus: every ``pydoc_data.topics`` topic, sorted by key, 2 blank lines apart.
 
-  Every topic of ``pydoc_data.topics.topics`` (79 topics, about 465k characters in
-  Python 3.11) in sorted key order, joined by two blank lines. Raw, not cleaned.
-
-  Returns:
-    The raw text.
+  79 topics, about 465k characters in Python 3.11.
   """
   topics = pydoc_data.topics.topics
   return '\n\n\n'.join(topics[key] for key in sorted(topics))

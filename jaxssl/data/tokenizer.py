@@ -1,20 +1,9 @@
 """A deterministic SentencePiece (unigram) vocabulary with fixed special ids.
 
-Ids below `NUM_SPECIAL` are the specials, the same in every vocabulary:
-
-  ======  =========  ===========================================
-  id      piece      use
-  ======  =========  ===========================================
-  0       [PAD]      padding (`PAD_ID`)
-  1       [UNK]      unknown pieces (`UNK_ID`)
-  2       [CLS]      first token of every packed row (`CLS_ID`)
-  3       [SEP]      end of every document (`SEP_ID`)
-  4       [MASK]     masked-LM corruption (`MASK_ID`)
-  ======  =========  ===========================================
-
-Every id >= `NUM_SPECIAL` is an ordinary piece. Training is byte-for-byte reproducible
-across processes (one thread, no sampling or shuffling of the input), which matters
-because the vocabulary is cached on disk and shared by restarts and processes.
+Ids 0-4 are the specials in every vocabulary: [PAD] padding, [UNK], [CLS] first token of every
+packed row, [SEP] end of every document, [MASK] masked-LM corruption; ids >= ``NUM_SPECIAL``
+are ordinary pieces. Training is byte-for-byte reproducible (one thread, no sampling or
+shuffling), since the vocabulary is cached on disk and shared by restarts and processes.
 """
 
 import io
@@ -83,17 +72,11 @@ def _train_model_proto(documents: Sequence[str], vocab_size: int) -> bytes:
 def train_tokenizer(
     documents: Sequence[str], *, vocab_size: int, model_path: str | os.PathLike
 ) -> None:
-  """Trains a SentencePiece unigram vocabulary and writes it to `model_path`.
+  """Trains a SentencePiece unigram vocabulary and writes it to ``model_path`` atomically.
 
-  Deterministic: the same documents give a byte-identical file in any process. The
-  vocabulary limit is soft: a corpus too small for `vocab_size` pieces gets fewer
-  (read `Tokenizer.vocab_size`). Lines are the training sentences; SentencePiece
-  normalises them with its ``nmt_nfkc`` rule (whitespace runs become one space).
-
-  Args:
-    documents: training text; each document's non-empty lines are used.
-    vocab_size: the number of pieces wanted, specials included (> `NUM_SPECIAL`).
-    model_path: the ``.model`` file to write (atomically: temporary file + rename).
+  Deterministic (byte-identical file in any process). ``vocab_size`` counts the specials and is
+  soft: a small corpus gets fewer pieces (read ``Tokenizer.vocab_size``). Each non-empty line
+  of ``documents`` is a training sentence, normalised by SentencePiece's ``nmt_nfkc`` rule.
 
   Raises:
     ValueError: if ``vocab_size <= NUM_SPECIAL`` or the documents hold no text.
@@ -129,15 +112,13 @@ class Tokenizer:
 
   Attributes:
     model_path: the model file.
-    vocab_size: V, the number of ids (specials included); may be below the
-      ``vocab_size`` asked of `train_tokenizer` for a small corpus.
-    word_start: bool [V]: True where the piece starts a word (begins with '▁');
-      False for the specials. Whole-word masking groups a word-start piece with the
-      pieces after it.
+    vocab_size: V, ids including specials; may be below the size asked for a small corpus.
+    word_start: bool [V], True where the piece starts a word (begins with '▁'), False for the
+      specials; whole-word masking groups a word-start piece with the pieces after it.
   """
 
   def __init__(self, model_path: str | os.PathLike):
-    """Loads `model_path`.
+    """Loads ``model_path``.
 
     Raises:
       FileNotFoundError: if the file does not exist (naming it).
@@ -151,28 +132,19 @@ class Tokenizer:
     self.word_start[:NUM_SPECIAL] = False
 
   def encode(self, documents: Sequence[str]) -> list[np.ndarray]:
-    """Encodes documents into pieces; no special ids are added.
-
-    Args:
-      documents: N strings (newlines are treated as spaces).
+    """Encodes N documents (newlines read as spaces); no special ids are added.
 
     Returns:
-      N int32 arrays [n_i] of ids in [0, V); ids >= `NUM_SPECIAL` except `UNK_ID`.
+      N int32 arrays [n_i] of ids in [0, V); ids >= ``NUM_SPECIAL`` except ``UNK_ID``.
     """
     ids = self._processor.encode(list(documents), out_type=int)
     return [np.asarray(x, dtype=np.int32) for x in ids]
 
   def decode(self, ids) -> str:
-    """Decodes ids into text, dropping special ids ([PAD], [CLS], [MASK], ...).
-
-    Args:
-      ids: int [n] (list or array) of ids in [0, V).
-
-    Returns:
-      The text (whitespace normalised as by SentencePiece).
+    """Decodes int [n] ids in [0, V) into text, dropping special ids ([PAD], [CLS], [MASK], ...).
 
     Raises:
-      ValueError: if `ids` is not 1-D or holds an id outside [0, V).
+      ValueError: if ``ids`` is not 1-D or holds an id outside [0, V).
     """
     ids = np.asarray(ids, dtype=np.int64)
     if ids.ndim != 1:
@@ -186,20 +158,11 @@ def load_or_train(
     documents: Sequence[str], *, vocab_size: int, model_path: str | os.PathLike,
     corpus_sha256: str,
 ) -> Tokenizer:
-  """Reuses `model_path` if it was trained on this corpus and size, else trains it.
+  """Reuses ``model_path`` if it was trained on this corpus and size, else trains it.
 
-  ``<model_path>.json`` records the ``corpus_sha256`` and `vocab_size` the file was
-  trained with. A file without that record, or with another one (left by a run of another
-  corpus or size, e.g. killed before its first checkpoint), is retrained, never reused.
-
-  Args:
-    documents: training text, used only if the model must be trained.
-    vocab_size: see `train_tokenizer`.
-    model_path: the ``.model`` file.
-    corpus_sha256: hex sha256 naming the corpus of `documents`.
-
-  Returns:
-    The tokenizer.
+  ``<model_path>.json`` records ``corpus_sha256`` (hex, naming the corpus of ``documents``) and
+  ``vocab_size``; a file without a matching record (e.g. left by a killed run of another corpus)
+  is retrained, never reused. ``documents`` are read only to train.
   """
   key = {'corpus_sha256': corpus_sha256, 'vocab_size': vocab_size}
   key_path = f'{os.fspath(model_path)}.json'
@@ -210,7 +173,6 @@ def load_or_train(
     fresh = False
   if not fresh:
     train_tokenizer(documents, vocab_size=vocab_size, model_path=model_path)
-    # A temporary file of its own: the processes of a multi-process run share the workdir
-    # and all train (the same bytes) at once; one shared tmp name made a rename fail.
+    # Every process of a run trains and writes here at once: each needs its own temporary file.
     fileio.write_atomic(key_path, json.dumps(key).encode('utf-8'))
   return Tokenizer(model_path)

@@ -1,13 +1,10 @@
-"""Sample quality of image generators: Fréchet distance in a dataset classifier's features,
-and the class coverage of samples.
+"""Sample quality of image generators: Fréchet distance in a classifier's features, class coverage.
 
-The Fréchet distance between two Gaussians (Dowson & Landau 1982) fitted to features of real
-and generated images is the quantity of FID (Heusel et al. 2017, arXiv:1706.08500), but FID
-means Inception-v3 pool features of 299x299 ImageNet-like images. On small datasets such as
-8x8 digits we use the penultimate layer of a small classifier trained on the same dataset's
-training split and call the result ``fd_classifier``: comparable between runs that share the
-classifier, not with published FIDs. The class histogram of the classifier's predictions on
-samples shows mode collapse (few classes covered, low entropy).
+The Fréchet distance of Gaussians (Dowson & Landau 1982) fitted to real and generated features
+is FID's quantity (Heusel et al. 2017, arXiv:1706.08500), but here in the penultimate layer of
+a small classifier trained on the same dataset: ``fd_classifier``, comparable between runs
+sharing the classifier, not with published FIDs. The predicted-class histogram of samples
+shows mode collapse.
 """
 
 from __future__ import annotations
@@ -57,20 +54,12 @@ def frechet_distance(mean1: np.ndarray, cov1: np.ndarray, mean2: np.ndarray,
                      cov2: np.ndarray) -> float:
   """Squared 2-Wasserstein (Fréchet) distance between N(mean1, cov1) and N(mean2, cov2).
 
-  ||mean1 - mean2||^2 + tr(cov1) + tr(cov2) - 2 tr((cov1 cov2)^(1/2)), with the last trace
-  computed as the sum of square roots of the eigenvalues of the symmetric PSD matrix
-  cov1^(1/2) cov2 cov1^(1/2) (same eigenvalues as cov1 cov2), which needs no complex
-  ``sqrtm`` and is exact for singular covariances.
-
-  Args:
-    mean1, mean2: float [F].
-    cov1, cov2: float [F, F], symmetric positive semi-definite.
+  ||mean1 - mean2||^2 + tr(cov1) + tr(cov2) - 2 tr((cov1 cov2)^(1/2)), the trace from the
+  eigenvalues of the PSD cov1^(1/2) cov2 cov1^(1/2): no complex ``sqrtm``, exact when singular.
+  Means float [F], covariances float [F, F] symmetric PSD; ValueError if shapes do not match.
 
   Returns:
     The distance (squared feature units), >= 0 up to rounding; 0 for identical Gaussians.
-
-  Raises:
-    ValueError: shapes that do not match.
   """
   mean1, mean2 = np.asarray(mean1, np.float64), np.asarray(mean2, np.float64)
   cov1, cov2 = np.asarray(cov1, np.float64), np.asarray(cov2, np.float64)
@@ -95,15 +84,12 @@ def class_coverage(predicted: np.ndarray, num_classes: int, *,
   """How evenly samples spread over the classes a classifier assigns them to.
 
   Args:
-    predicted: int [N] predicted classes in [0, num_classes).
-    num_classes: K.
-    min_fraction: a class counts as covered when at least this fraction of the N samples
-      is predicted as it.
+    predicted: int [N] predicted classes in [0, num_classes); num_classes: K.
+    min_fraction: a class is covered when at least this fraction of the N samples gets it.
 
   Returns:
-    {'classes_covered': number of covered classes (0..K, as a float),
-     'class_entropy': entropy of the predicted-class histogram in nats (ln K when uniform,
-     0 when every sample gets one class)}.
+    {'classes_covered': covered classes (0..K, a float), 'class_entropy': entropy of the
+    predicted-class histogram in nats (ln K when uniform, 0 for one class)}.
 
   Raises:
     ValueError: no predictions, or a class outside [0, num_classes).
@@ -131,15 +117,13 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, *
   """Trains a ``ConvClassifier`` by Adam on softmax cross-entropy (one device, jitted).
 
   Args:
-    images: uint8 [N, H, W, C].
-    labels: int [N] in [0, num_classes).
-    num_classes: K.
+    images: uint8 [N, H, W, C]; labels: int [N] in [0, num_classes); num_classes: K.
     seed: initialisation key and batch order (epoch-wise permutations).
     num_steps, batch_size, learning_rate: the optimisation (constant rate).
     widths, feature_dim: the classifier's size.
 
   Returns:
-    (graphdef, params): the classifier, as ``state.split_model`` returns it.
+    (graphdef, params), as ``state.split_model`` returns them.
 
   Raises:
     ValueError: fewer images than one batch, or labels that do not match the images.
@@ -188,9 +172,10 @@ def _apply(graphdef, params, x):
 
 def classify(graphdef, params, images: np.ndarray, *,
              batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-  """(logits float32 [N, K], features float32 [N, F]) of uint8 images [N, H, W, C], computed
-  in fixed-size batches (the last one padded), so one compilation per graphdef and batch
-  size serves any N and every call."""
+  """(logits float32 [N, K], features float32 [N, F]) of uint8 images [N, H, W, C].
+
+  Fixed-size batches (the last padded): one compilation per graphdef and batch size.
+  """
   apply = functools.partial(_apply, graphdef)
   logits, features = [], []
   for start in range(0, len(images), batch_size):
@@ -207,15 +192,11 @@ def load_or_train_classifier(folder: str, images: np.ndarray, labels: np.ndarray
                              num_classes: int, *, data_sha256: str, seed: int, num_steps: int,
                              batch_size: int, learning_rate: float, widths: Sequence[int],
                              feature_dim: int):
-  """The feature classifier of ``train_classifier``, cached in ``folder``.
+  """The (graphdef, params) of ``train_classifier``, cached in ``folder``.
 
-  ``folder/classifier.msgpack`` holds the parameters and ``folder/classifier.json`` what they
-  were trained on (data hash and every setting). A cache made for other data or settings, or
-  one that cannot be read, is retrained (with a warning naming the file) and overwritten;
-  only process 0 writes, atomically.
-
-  Returns:
-    (graphdef, params).
+  ``classifier.msgpack`` holds the parameters, ``classifier.json`` the data hash and settings;
+  a cache for other data or settings, or unreadable, is retrained (with a warning) and
+  overwritten, atomically by process 0.
   """
   record = dict(format=CACHE_FORMAT, data_sha256=data_sha256, num_classes=num_classes, seed=seed,
                 num_steps=num_steps, batch_size=batch_size, learning_rate=learning_rate,
@@ -256,8 +237,7 @@ def sample_quality(sample_features: np.ndarray, sample_logits: np.ndarray,
   """{'fd_classifier', 'classes_covered', 'class_entropy'} of samples against real images.
 
   Args:
-    sample_features: float [N, F] classifier features of generated images.
-    sample_logits: float [N, K] classifier logits of the same images.
+    sample_features, sample_logits: classifier features [N, F] and logits [N, K] of samples.
     real_features: float [M, F] classifier features of real (held-out) images.
     min_fraction: see ``class_coverage``.
   """
@@ -265,3 +245,25 @@ def sample_quality(sample_features: np.ndarray, sample_logits: np.ndarray,
                             min_fraction=min_fraction)
   return dict(fd_classifier=fd_between(sample_features, real_features), **coverage)
 
+
+def reference_features(folder: str, train: dict, test: dict, num_classes: int, *,
+                       data_sha256: str, seed: int, **settings) -> dict:
+  """The feature classifier fitted to ``train`` (``load_or_train_classifier``, cached in
+  ``folder``) and what samples are compared with.
+
+  Args:
+    train, test: {'image': uint8 [N, H, W, C], 'label': int [N]}.
+    settings: ``num_steps``, ``batch_size``, ``learning_rate``, ``widths``, ``feature_dim``.
+
+  Returns:
+    dict: ``classify`` (uint8 images -> (logits, features)), ``test_features`` float [M, F],
+    ``accuracy`` on ``test``, ``fd_train_images`` (Fréchet distance, train vs test features).
+  """
+  graphdef, params = load_or_train_classifier(folder, train['image'], train['label'],
+                                              num_classes, data_sha256=data_sha256, seed=seed,
+                                              **settings)
+  apply = functools.partial(classify, graphdef, params)
+  test_logits, test_features = apply(test['image'])
+  return dict(classify=apply, test_features=test_features,
+              accuracy=float(np.mean(np.argmax(test_logits, -1) == test['label'])),
+              fd_train_images=fd_between(apply(train['image'])[1], test_features))

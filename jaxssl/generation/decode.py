@@ -1,10 +1,9 @@
 """Autoregressive generation from a causal LM inside one jit-compiled ``jax.lax`` loop.
 
-The cached path runs the prompt once (prefill), then one token per iteration against the
-key/value cache of ``CausalLM.decode``: O(S) attention work per new token. The recompute
-path (the reference, and the benchmark's baseline) runs the whole fixed-size row through the
-model for every new token. Both draw token i with ``fold_in(rng, i)``, so they give the same
-tokens whenever their logits agree.
+The cached path prefills the prompt, then decodes one token per step against
+``CausalLM.decode``'s key/value cache; the recompute path (reference, benchmark baseline)
+reruns the whole row per token. Both draw token i with ``fold_in(rng, i)``, so they give the
+same tokens whenever their logits agree.
 """
 
 from __future__ import annotations
@@ -102,8 +101,8 @@ def generate_text(graphdef: nnx.GraphDef, params, tokenizer, prompt: str, *, bos
                   temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> list[str]:
   """Continues ``prompt`` (text) ``num_samples`` times; returns only the new text of each.
 
-  The prompt is encoded after ``bos_id`` (how the model saw the start of every training
-  document); a sample ends at ``eos_id`` or after ``max_new_tokens`` tokens.
+  The prompt is encoded after ``bos_id`` (as training documents start); a sample ends at
+  ``eos_id`` or after ``max_new_tokens`` tokens.
 
   Args:
     graphdef, params: a split ``transformer.CausalLM``.
@@ -114,9 +113,6 @@ def generate_text(graphdef: nnx.GraphDef, params, tokenizer, prompt: str, *, bos
     max_new_tokens: N, tokens per sample.
     rng: PRNG key; the same key gives the same samples.
     temperature, top_k, top_p: see ``sampling.sample_logits``.
-
-  Returns:
-    ``num_samples`` strings: the decoded continuation (without the prompt).
 
   Raises:
     ValueError: bad settings, or prompt + N past a learned position table.

@@ -1,8 +1,8 @@
 """Choosing the next token from logits: greedy, temperature, top-k and top-p (nucleus).
 
-Top-k: Fan, Lewis & Dauphin 2018 (arXiv:1805.04833); top-p: Holtzman et al. 2020, "The
-Curious Case of Neural Text Degeneration" (arXiv:1904.09751), the smallest set of most likely
-tokens whose probability reaches p. Both filters act on the temperature-scaled distribution.
+Top-k: Fan, Lewis & Dauphin 2018 (arXiv:1805.04833); top-p: Holtzman et al. 2020
+(arXiv:1904.09751), the smallest set of most likely tokens with probability >= p. Both act
+on the temperature-scaled distribution.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import jax.numpy as jnp
 
 
 def check_settings(*, temperature: float, top_k: int, top_p: float) -> None:
-  """Raises ValueError naming the bad setting (negative temperature, top_k, or top_p
-  outside (0, 1])."""
+  """ValueError naming a bad setting: temperature or top_k < 0, or top_p outside (0, 1]."""
   if temperature < 0:
     raise ValueError(f'temperature={temperature} must be >= 0 (0 = greedy)')
   if top_k < 0:
@@ -24,19 +23,15 @@ def check_settings(*, temperature: float, top_k: int, top_p: float) -> None:
 
 def sample_logits(rng: jax.Array, logits: jax.Array, *, temperature: float = 1.0,
                   top_k: int = 0, top_p: float = 1.0) -> jax.Array:
-  """Draws one token per row.
-
-  Tokens are ranked by logit with ties broken towards the lower id (as ``jnp.argmax``
-  does), so ``top_k=1`` and ``temperature=0`` both return exactly the greedy token.
+  """Draws one token per row; ties rank the lower id first, so top_k=1 and temperature=0 are argmax.
 
   Args:
     rng: PRNG key (unused when greedy).
     logits: float [B, V].
     temperature: divides the logits; 0 = greedy (argmax).
     top_k: keep only the k most likely tokens; 0 = all.
-    top_p: keep the smallest set of most likely tokens whose probability is >= top_p (the
-      most likely token always stays); 1.0 = all. Applied after top_k, to the renormalised
-      top-k distribution (the order of transformers' logits warpers).
+    top_p: keep the smallest most-likely set with probability >= top_p (the top token always
+      stays); 1.0 = all. Applied after top_k, renormalised (transformers' order).
 
   Returns:
     int32 [B] token ids.

@@ -1,12 +1,8 @@
 """Self-supervised losses on two views: SimCLR's NT-Xent and BYOL's regression, plus EMA.
 
-NT-Xent (Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual
-Representations", arXiv:2002.05709, eq. 1) and BYOL (Grill et al. 2020, "Bootstrap Your Own
-Latent", arXiv:2006.07733, eq. 2 and section 3.2). Pure functions of arrays, computed in
-float32 whatever the input dtype (bf16/fp16 projections are upcast before normalising), in
-nats. Call them on the *global* batch inside jit: with the batch sharded over a mesh, the
-similarity matrix still spans every example, so each anchor's negatives are the whole global
-batch, not one device's slice.
+NT-Xent: Chen et al. 2020 (arXiv:2002.05709, eq. 1); BYOL: Grill et al. 2020
+(arXiv:2006.07733, eq. 2, sec. 3.2). Computed in float32 whatever the input dtype, in nats.
+Call them on the global batch inside jit, so each anchor's negatives span the whole batch.
 """
 
 from __future__ import annotations
@@ -31,13 +27,7 @@ def _l2_normalize(x: jax.Array) -> jax.Array:
 
 
 def cosine_similarity(p: jax.Array, z: jax.Array) -> jax.Array:
-  """Row-wise cosine similarity of two batches.
-
-  Args:
-    p, z: float [B, D] (any float dtype), same shape.
-
-  Returns:
-    float32 [B] in [-1, 1]; 0 for a zero row.
+  """Row-wise cosine similarity of p, z: float [B, D] -> float32 [B] in [-1, 1] (0 for a zero row).
 
   Raises:
     ValueError: the shapes differ or are not [B, D].
@@ -48,15 +38,13 @@ def cosine_similarity(p: jax.Array, z: jax.Array) -> jax.Array:
 
 
 def similarity(z1: jax.Array, z2: jax.Array) -> jax.Array:
-  """Cosine similarities of all 2N projections: rows and columns are [z1; z2].
+  """Cosine similarities of all 2N projections: rows and columns are u = [z1; z2].
 
   Args:
-    z1, z2: float [N, D] (any float dtype), the projections of view 1 and view 2; row i of z1
-      and row i of z2 come from the same image.
+    z1, z2: float [N, D], projections of views 1 and 2; row i of each is the same image.
 
   Returns:
-    float32 [2N, 2N]; entry (a, b) is cos(u_a, u_b) for u = [z1; z2]. The positive of anchor
-    a is column (a + N) mod 2N.
+    float32 [2N, 2N], entry (a, b) = cos(u_a, u_b); anchor a's positive is column (a + N) mod 2N.
 
   Raises:
     ValueError: the shapes differ or are not [N, D].
@@ -80,22 +68,14 @@ def _check_similarity(similarity_matrix: jax.Array) -> None:
 
 
 def nt_xent_from_similarity(similarity_matrix: jax.Array, *, temperature: float) -> jax.Array:
-  """NT-Xent per anchor from the [2N, 2N] similarity matrix (SimCLR eq. 1).
+  """NT-Xent per anchor from the [2N, 2N] similarity matrix (SimCLR eq. 1): float32 [2N] nats.
 
-  l(a) = -log( exp(s_ap / t) / sum_{b != a} exp(s_ab / t) ), p the positive of a: the
-  denominator holds the positive and the 2N - 2 negatives, never the anchor itself. The
-  diagonal is replaced by the most negative float32 with ``jnp.where``, so its values (even
-  inf or NaN) change neither the loss nor the gradients, and nothing overflows.
-
-  Args:
-    similarity_matrix: float [2N, 2N], e.g. from ``similarity``; upcast to float32.
-    temperature: t > 0.
-
-  Returns:
-    float32 [2N], nats per anchor; SimCLR's loss is the mean.
+  l(a) = -log( exp(s_ap / t) / sum_{b != a} exp(s_ab / t) ), p the positive of a. The diagonal
+  is masked with ``jnp.where``, so its values (even inf or NaN) change neither loss nor gradient.
+  SimCLR's loss is the mean.
 
   Raises:
-    ValueError: temperature <= 0 or a matrix that is not [2N, 2N].
+    ValueError: temperature t <= 0 or a matrix that is not [2N, 2N].
   """
   _check_temperature(temperature)
   _check_similarity(similarity_matrix)
@@ -109,18 +89,10 @@ def nt_xent_from_similarity(similarity_matrix: jax.Array, *, temperature: float)
 def nt_xent(z1: jax.Array, z2: jax.Array, *, temperature: float) -> jax.Array:
   """SimCLR's NT-Xent loss, the mean over all 2N anchors (Chen et al. 2020, eq. 1).
 
-  Each of the 2N projections is an anchor whose positive is the other view of its image and
-  whose negatives are the other 2N - 2 projections; cosine similarity of L2-normalised rows,
-  divided by the temperature.
-
-  Args:
-    z1, z2: float [N, D] (any float dtype) projections of views 1 and 2 of the same N images,
-      the global batch.
-    temperature: t > 0 (SimCLR: 0.5 for CIFAR-10, 0.1 for large batches on ImageNet).
-
-  Returns:
-    float32 scalar, nats per anchor; log(2N - 1) when all pairs are equally similar (e.g.
-    collapsed projections), the chance level.
+  z1, z2: float [N, D] projections of views 1 and 2 of the same N images (global batch);
+  temperature t > 0 (SimCLR: 0.5 for CIFAR-10, 0.1 for large batches on ImageNet). Returns a
+  float32 scalar, nats per anchor; log(2N - 1), the chance level, when all pairs are equally
+  similar (e.g. collapsed projections).
 
   Raises:
     ValueError: the shapes differ or are not [N, D], or temperature <= 0.
@@ -129,19 +101,11 @@ def nt_xent(z1: jax.Array, z2: jax.Array, *, temperature: float) -> jax.Array:
 
 
 def contrastive_accuracy(similarity_matrix: jax.Array) -> jax.Array:
-  """Whether each anchor ranks its positive first among its 2N - 1 candidates (a metric).
+  """Whether each anchor ranks its positive strictly first among its 2N - 1 candidates.
 
-  Strictly first: a tie with a negative counts as a miss, so collapsed (all-equal)
-  projections score 0, not 1 / (2N - 1). Temperature does not change the ranking.
-
-  Args:
-    similarity_matrix: float [2N, 2N] from ``similarity``.
-
-  Returns:
-    float32 [2N] of 0 or 1; the top-1 contrastive accuracy is the mean.
-
-  Raises:
-    ValueError: a matrix that is not [2N, 2N].
+  similarity_matrix: float [2N, 2N] from ``similarity`` (else ValueError). Returns float32 [2N]
+  of 0 or 1 (a tie with a negative is a miss, so collapsed projections score 0); the top-1
+  contrastive accuracy is the mean.
   """
   _check_similarity(similarity_matrix)
   num = similarity_matrix.shape[0]
@@ -157,23 +121,10 @@ def contrastive_accuracy(similarity_matrix: jax.Array) -> jax.Array:
 def byol_loss(p: jax.Array, z: jax.Array) -> jax.Array:
   """BYOL's regression loss 2 - 2 cos(p, sg(z)), mean over the batch (Grill et al. eq. 2).
 
-  Equal to the squared distance of the L2-normalised vectors. The target ``z`` is wrapped in
-  ``stop_gradient``: no gradient ever reaches the target network through it. The loss is not
-  symmetrised here; BYOL's is
-
-    loss = byol_loss(p1, z2) + byol_loss(p2, z1)
-
-  with p_v the online predictions of view v and z_v the target projections of view v.
-
-  Args:
-    p: float [B, D] (any float dtype), online predictor outputs of one view.
-    z: float [B, D], target projections of the other view.
-
-  Returns:
-    float32 scalar in [0, 4]: 0 for aligned vectors, 2 orthogonal, 4 opposite.
-
-  Raises:
-    ValueError: the shapes differ or are not [B, D].
+  p: float [B, D] online predictions of one view; z: float [B, D] target projections of the
+  other, under ``stop_gradient``. Not symmetrised: BYOL's loss is ``byol_loss(p1, z2) +
+  byol_loss(p2, z1)``. Returns a float32 scalar in [0, 4] (0 aligned, 2 orthogonal, 4
+  opposite); ValueError if the shapes differ or are not [B, D].
   """
   return jnp.mean(2.0 - 2.0 * cosine_similarity(p, jax.lax.stop_gradient(z)))
 
@@ -181,15 +132,13 @@ def byol_loss(p: jax.Array, z: jax.Array) -> jax.Array:
 def byol_tau(step, *, total_steps: int, tau0: float = 0.996) -> jax.Array:
   """BYOL's target decay rate, tau = 1 - (1 - tau0) (cos(pi k / K) + 1) / 2 (section 3.2).
 
-  Rises from tau0 at step 0 to 1 at step K (constant 1 afterwards: k is clipped to [0, K]).
-
   Args:
-    step: int scalar k (may be traced), the training step.
+    step: int scalar k (may be traced), clipped to [0, K].
     total_steps: K > 0, the number of training steps.
     tau0: the base decay rate (BYOL: 0.996; 0.99 for short runs).
 
   Returns:
-    float32 scalar in [tau0, 1].
+    float32 scalar in [tau0, 1], 1 from step K on.
   """
   k = jnp.clip(jnp.asarray(step, jnp.float32), 0.0, total_steps)
   return 1.0 - (1.0 - tau0) * (jnp.cos(jnp.pi * k / total_steps) + 1.0) / 2.0
@@ -198,12 +147,6 @@ def byol_tau(step, *, total_steps: int, tau0: float = 0.996) -> jax.Array:
 def ema_update(target, online, tau):
   """tau * target + (1 - tau) * online, leaf by leaf (BYOL's target update, section 3.1).
 
-  Args:
-    target: pytree of float arrays, the target (slow) parameters.
-    online: pytree of the same structure and shapes, the online parameters.
-    tau: float scalar in [0, 1] (e.g. ``byol_tau(step, ...)``); 1 keeps the target.
-
-  Returns:
-    a pytree like ``target`` (each leaf keeps the target's dtype).
+  Pytrees of the same structure; tau in [0, 1] (1 keeps the target); leaves keep target's dtype.
   """
   return jax.tree.map(lambda t, o: (tau * t + (1.0 - tau) * o).astype(t.dtype), target, online)

@@ -1,10 +1,9 @@
 """GAN losses on discriminator logits (Goodfellow et al. 2014, arXiv:1406.2661).
 
-The discriminator D = sigmoid(logit) is trained by binary cross-entropy (real -> 1,
-fake -> 0, eq. 1); the generator uses the non-saturating loss -log D(G(z)) of section 3,
-which keeps strong gradients while D still rejects its samples. Both are written with
-``log_sigmoid`` (log(1 - sigmoid(l)) = log_sigmoid(-l)), so they are finite for any logit.
-Values are nats per example; the caller takes the mean.
+D = sigmoid(logit) is trained by binary cross-entropy (real -> 1, fake -> 0, eq. 1); the
+generator uses the non-saturating -log D(G(z)) of section 3. Written with ``log_sigmoid``,
+finite for any logit. Logits are float [B] or [B, ...] (summed per example); values are
+float32 [B], nats per example; the caller takes the mean.
 """
 
 from __future__ import annotations
@@ -21,18 +20,10 @@ def _per_example(logits: jax.Array) -> jax.Array:
 
 
 def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
-  """-log D(x) - log(1 - D(G(z))) per example pair.
-
-  Args:
-    real_logits: float [B] (or [B, ...], e.g. [B, 1] or patch logits, summed per example)
-      discriminator logits on real images.
-    fake_logits: float, same shape, logits on generated images.
-
-  Returns:
-    float32 [B], nats per example (ln 4 when both logits are 0).
+  """-log D(x) - log(1 - D(G(z))) per example (ln 4 when both logits are 0).
 
   Raises:
-    ValueError: the shapes differ.
+    ValueError: ``real_logits`` and ``fake_logits`` shapes differ.
   """
   if real_logits.shape != fake_logits.shape:
     raise ValueError(f'real_logits {real_logits.shape} and fake_logits {fake_logits.shape} '
@@ -42,13 +33,5 @@ def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Ar
 
 
 def generator_loss(fake_logits: jax.Array) -> jax.Array:
-  """Non-saturating generator loss -log D(G(z)) per example.
-
-  Args:
-    fake_logits: float [B] (or [B, ...], summed per example) discriminator logits on
-      generated images.
-
-  Returns:
-    float32 [B], nats per example (ln 2 at logit 0).
-  """
+  """Non-saturating generator loss -log D(G(z)) per example (ln 2 at logit 0)."""
   return -jnp.sum(jax.nn.log_sigmoid(_per_example(fake_logits)), axis=-1)

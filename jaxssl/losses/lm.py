@@ -1,8 +1,7 @@
-"""Language-model losses: pure functions of logits, labels and weights.
+"""Language-model losses: pure functions of logits, labels and weights, in nats per token.
 
-Each returns sums and the weight they are summed over, so the caller divides once by the
-*global* count (over every device and micro-batch), never averaging per-device means.
-Unit: nats per predicted token.
+Each returns sums and their weight, so the caller divides once by the global count (over
+every device and micro-batch), never averaging per-device means.
 """
 
 from __future__ import annotations
@@ -20,14 +19,11 @@ def _check(logits: jax.Array, labels: jax.Array, weights: jax.Array | None) -> N
 
 
 def token_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Per-token cross-entropy -log softmax(logits)[label], in nats.
+  """Per-token cross-entropy -log softmax(logits)[label]: float32 [...] nats.
 
   Args:
     logits: float [..., V] unnormalised log-probabilities (any float dtype; computed in f32).
     labels: int [...] target ids in [0, V).
-
-  Returns:
-    float32 [...] nats per token.
 
   Raises:
     ValueError: the leading shapes of logits and labels differ.
@@ -39,20 +35,15 @@ def token_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def masked_lm_loss(logits: jax.Array, labels: jax.Array,
                    weights: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Masked-LM cross-entropy summed over the weighted (selected) positions.
-
-  Devlin et al. 2019 (BERT), section 3.1: the loss is taken only at the masked positions.
+  """Masked-LM cross-entropy summed over the selected positions (BERT, Devlin et al. 2019, 3.1).
 
   Args:
     logits: float [B, P, V] logits at the gathered prediction positions.
-    labels: int32 [B, P] original tokens at those positions.
-    weights: float [B, P], 1.0 at real predictions and 0.0 at unused slots.
+    labels: int32 [B, P] original tokens; weights: float [B, P], 1.0 real, 0.0 unused slot.
 
   Returns:
     (loss_sum, weight_sum): float32 scalars; loss_sum / weight_sum is nats per masked token.
-
-  Raises:
-    ValueError: shapes disagree.
+    ValueError if shapes disagree.
   """
   _check(logits, labels, weights)
   weights = weights.astype(jnp.float32)
@@ -61,13 +52,9 @@ def masked_lm_loss(logits: jax.Array, labels: jax.Array,
 
 def weighted_accuracy(logits: jax.Array, labels: jax.Array,
                       weights: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Number of weighted positions whose argmax equals the label, and the total weight.
+  """(correct_sum, weight_sum), float32: weight of positions whose argmax is the label, and total.
 
-  Args:
-    logits: float [..., V]; labels: int [...]; weights: float [...].
-
-  Returns:
-    (correct_sum, weight_sum): float32 scalars.
+  Shapes: logits float [..., V], labels int [...], weights float [...].
   """
   _check(logits, labels, weights)
   weights = weights.astype(jnp.float32)
@@ -77,11 +64,10 @@ def weighted_accuracy(logits: jax.Array, labels: jax.Array,
 
 def next_token_loss(logits: jax.Array, tokens: jax.Array,
                     segment_ids: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Causal-LM cross-entropy: position t predicts token t + 1 (labels shifted exactly once).
+  """Causal-LM cross-entropy: position t predicts token t + 1 (GPT, Radford et al. 2018/2019).
 
-  Radford et al. 2018/2019 (GPT, GPT-2). A target counts only when it is a real token of the
-  same packed document as its context (``segment_ids`` equal and non-zero), so padding and
-  the first token of a document (whose context would be another document) are excluded.
+  A target counts only within the same packed document as its context (``segment_ids`` equal
+  and non-zero): padding and each document's first token are excluded.
 
   Args:
     logits: float [B, L, V], logits at every input position.
@@ -89,11 +75,9 @@ def next_token_loss(logits: jax.Array, tokens: jax.Array,
     segment_ids: int32 [B, L], 1-based document index within the row, 0 at padding.
 
   Returns:
-    (loss_sum, weight_sum): float32 scalars; loss_sum / weight_sum is nats per target
-    token. An unpacked, unpadded row of T tokens has exactly T - 1 targets.
-
-  Raises:
-    ValueError: shapes disagree.
+    (loss_sum, weight_sum): float32 scalars; loss_sum / weight_sum is nats per target token.
+    An unpacked, unpadded row of T tokens has exactly T - 1 targets. ValueError if shapes
+    disagree.
   """
   if tokens.shape != segment_ids.shape:
     raise ValueError(f'tokens {tokens.shape} and segment_ids {segment_ids.shape} disagree')

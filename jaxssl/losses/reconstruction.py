@@ -1,7 +1,7 @@
-"""Pixel reconstruction errors and PSNR: pure functions of image batches.
+"""Pixel reconstruction errors and PSNR, per image: x, y float [B, ...] of the same shape.
 
-Images are float [B, H, W, C] (any trailing shape works); values per image, so the caller
-reduces over the batch. Errors are in squared pixel units (pixels in [0, 1] unless stated).
+Errors are float32 [B] in squared pixel units (pixels in [0, 1] unless stated); ValueError
+if the shapes differ or have no batch axis.
 """
 
 from __future__ import annotations
@@ -24,51 +24,22 @@ def _per_image_squares(x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def squared_error(x: jax.Array, y: jax.Array) -> jax.Array:
-  """Sum of squared differences over every pixel and channel of each image.
-
-  Args:
-    x, y: float [B, H, W, C] (or any [B, ...]), same shape.
-
-  Returns:
-    float32 [B], squared pixel units summed per image.
-
-  Raises:
-    ValueError: the shapes differ or have no batch axis.
-  """
+  """Sum of squared differences over every pixel and channel of each image: float32 [B]."""
   return jnp.sum(_per_image_squares(x, y), axis=-1)
 
 
 def mse(x: jax.Array, y: jax.Array) -> jax.Array:
-  """Mean squared difference over every pixel and channel of each image.
-
-  Args:
-    x, y: float [B, H, W, C] (or any [B, ...]), same shape.
-
-  Returns:
-    float32 [B], squared pixel units per pixel-channel.
-
-  Raises:
-    ValueError: the shapes differ or have no batch axis.
-  """
+  """Mean squared difference over every pixel and channel of each image: float32 [B]."""
   return jnp.mean(_per_image_squares(x, y), axis=-1)
 
 
 def psnr(mse: jax.Array, *, max_value: float = 1.0,  # pylint: disable=redefined-outer-name
          min_mse: float = 1e-10) -> jax.Array:
-  """Peak signal-to-noise ratio 10 log10(max_value^2 / mse), in dB.
+  """Peak signal-to-noise ratio 10 log10(max_value^2 / mse), float32 dB of ``mse``'s shape.
 
-  A perfect reconstruction (mse = 0) would be +inf dB, which turns any batch mean into inf
-  and has no gradient; ``mse`` is floored at ``min_mse`` instead, so the result is capped at
-  10 log10(max_value^2 / min_mse) (100 dB for the defaults), far above any real
-  reconstruction of 8-bit images (an error of half a grey level everywhere is 54 dB).
-
-  Args:
-    mse: float [...] mean squared error per image (e.g. from ``mse()``), >= 0.
-    max_value: the largest possible pixel value (1.0 for images in [0, 1], 255 for bytes).
-    min_mse: floor on ``mse`` (squared pixel units).
-
-  Returns:
-    float32 [...] dB, same shape as ``mse``.
+  ``mse`` (>= 0, squared pixel units) is floored at ``min_mse`` to avoid +inf, capping the
+  result at 100 dB for the defaults (half a grey level of 8-bit error everywhere is 54 dB).
+  ``max_value`` is the largest pixel value (1.0 for [0, 1] images, 255 for bytes).
   """
   floored = jnp.maximum(jnp.asarray(mse, jnp.float32), min_mse)
   return 10.0 * jnp.log10(max_value**2 / floored)

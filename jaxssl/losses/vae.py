@@ -1,10 +1,8 @@
 """Variational autoencoder losses: KL, image likelihoods, ELBO and IWAE bounds.
 
-Kingma & Welling 2014, "Auto-Encoding Variational Bayes" (arXiv:1312.6114); Burda et al.
-2016, "Importance Weighted Autoencoders" (arXiv:1509.00519). Every function returns one value
-per image in nats (log-likelihoods and bounds: higher is better; KL >= 0), summed over pixels
-or latent dimensions, never averaged, so ``bits_per_dim`` of an ELBO is a real bound on the
-bits per dimension of the (discrete) images.
+Kingma & Welling 2014 (arXiv:1312.6114); Burda et al. 2016 (IWAE, arXiv:1509.00519).
+Likelihoods, KL and bounds are float32 [B], nats per image, summed (never averaged) over pixels
+or latent dims, so ``bits_per_dim`` of an ELBO is a real bound on the discrete images.
 """
 
 from __future__ import annotations
@@ -44,19 +42,9 @@ def clip_log_var(log_var: jax.Array) -> jax.Array:
 def gaussian_kl(mean: jax.Array, log_var: jax.Array) -> jax.Array:
   """KL(N(mean, diag(exp(log_var))) || N(0, I)), summed over latent dimensions.
 
-  Kingma & Welling 2014, appendix B: -KL = 1/2 sum(1 + log_var - mean^2 - exp(log_var)).
-  ``log_var`` is clipped to [LOG_VAR_MIN, LOG_VAR_MAX] first, so the value and gradients
-  stay finite even for log_var = +-100 (outside the range the gradient in log_var is 0).
-
-  Args:
-    mean: float [B, Z] posterior means.
-    log_var: float [B, Z] posterior log-variances.
-
-  Returns:
-    float32 [B], nats per example (>= 0).
-
-  Raises:
-    ValueError: the shapes differ.
+  Kingma & Welling 2014, app. B: -KL = 1/2 sum(1 + log_var - mean^2 - exp(log_var)).
+  ``log_var`` is first clipped by ``clip_log_var``, so values and gradients stay finite.
+  mean, log_var: float [B, Z] (ValueError if the shapes differ) -> float32 [B] nats, >= 0.
   """
   _check_same(mean, log_var, 'mean', 'log_var')
   mean, log_var = mean.astype(jnp.float32), clip_log_var(log_var)
@@ -64,21 +52,11 @@ def gaussian_kl(mean: jax.Array, log_var: jax.Array) -> jax.Array:
 
 
 def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
-  """log p(x | logits) of independent Bernoulli pixels, summed over each image.
+  """log p(x | logits) of independent Bernoulli pixels, summed over each image: float32 [B] <= 0.
 
-  x log sigmoid(l) + (1 - x) log sigmoid(-l), via ``log_sigmoid`` (finite for any logit).
-  For x strictly between 0 and 1 this is a cross-entropy, not a log-probability: binarise
-  the images first for a valid bound.
-
-  Args:
-    logits: float [B, H, W, C] decoder logits.
-    x: float [B, H, W, C] binary pixels in {0, 1}.
-
-  Returns:
-    float32 [B], nats per image (<= 0).
-
-  Raises:
-    ValueError: the shapes differ.
+  Via ``log_sigmoid`` (finite for any logit). logits and x: float [B, H, W, C], x in {0, 1}
+  (strictly between, this is a cross-entropy, not a log-probability); ValueError if the
+  shapes differ.
   """
   _check_same(logits, x, 'logits', 'x')
   logits, x = logits.astype(jnp.float32), x.astype(jnp.float32)
@@ -96,26 +74,16 @@ def discretized_logistic_log_likelihood(mean: jax.Array, log_scale: jax.Array, x
                                         min_log_scale: float = MIN_LOG_SCALE) -> jax.Array:
   """log P(x) of pixels on ``num_levels`` grey levels under a per-pixel discretised logistic.
 
-  Salimans et al. 2017 (PixelCNN++, arXiv:1701.05517), eq. 2, with one logistic per pixel
-  instead of a mixture: level k/(n - 1) gets the logistic's mass on [x - h, x + h] with
-  h = 1 / (2 (n - 1)); the lowest level takes (-inf, h] and the highest [1 - h, inf), so the
-  n probabilities sum to 1 and the result is a true log-probability of the discrete image.
-
-  The mass of an interior bin, sigmoid(b) - sigmoid(a) with a = (x - h - mean) / s and
-  b = (x + h - mean) / s, is computed in log space as
-  log sigmoid(b) + log sigmoid(-a) + log(1 - exp(a - b)), which stays finite and accurate
-  for any mean (no PixelCNN++ fallback to the density needed). ``log_scale`` is clipped to
-  [min_log_scale, 20]: the floor keeps a collapsing scale from producing huge gradients (a
-  variance floor), the ceiling keeps exp(-log_scale) a normal float.
+  Salimans et al. 2017 (PixelCNN++, arXiv:1701.05517), eq. 2, one logistic per pixel: level
+  k/(n - 1) gets the mass on [x - h, x + h], h = 1 / (2 (n - 1)); the end levels take the tails,
+  so it is a true log-probability. Interior bins are computed in log space (finite for any
+  mean). ``log_scale`` is clipped to [min_log_scale, 20] (the floor: a variance floor).
 
   Args:
-    mean: float [B, H, W, C] logistic locations (pixel units, usually in [0, 1]).
-    log_scale: float [B, H, W, C] natural log of the logistic scale s.
+    mean, log_scale: float [B, H, W, C], logistic location (pixel units, usually in [0, 1])
+      and natural log of its scale.
     x: float [B, H, W, C] pixels in [0, 1]; each is snapped to the nearest of the levels.
     num_levels: n >= 2, number of grey levels (256 for 8-bit images, 2 for binary).
-    min_log_scale: floor on ``log_scale``. The default scale e^-8 is 0.085 of a 256-level
-      bin, so a logistic centred on its level can still put 99.4% of its mass there (PixelCNN++'s
-      -7 on data in [-1, 1] is -7.7 on [0, 1]).
 
   Returns:
     float32 [B], nats per image (<= 0).
@@ -142,34 +110,20 @@ def discretized_logistic_log_likelihood(mean: jax.Array, log_scale: jax.Array, x
 
 
 def elbo(log_likelihood: jax.Array, kl: jax.Array) -> jax.Array:
-  """Evidence lower bound E_q[log p(x | z)] - KL(q(z | x) || p(z)) (Kingma & Welling eq. 3).
+  """ELBO E_q[log p(x | z)] - KL(q(z | x) || p(z)) (Kingma & Welling eq. 3), float32 [B] nats.
 
-  Args:
-    log_likelihood: float [B], nats per image (e.g. a one-sample estimate).
-    kl: float [B], nats per image.
-
-  Returns:
-    float32 [B], nats per image; higher is better, <= log p(x) in expectation.
-
-  Raises:
-    ValueError: the shapes differ.
+  log_likelihood (e.g. a one-sample estimate) and kl: float [B] nats per image; ValueError if
+  the shapes differ. <= log p(x) in expectation.
   """
   _check_same(log_likelihood, kl, 'log_likelihood', 'kl')
   return log_likelihood.astype(jnp.float32) - kl.astype(jnp.float32)
 
 
 def iwae_bound(log_weights: jax.Array) -> jax.Array:
-  """Importance-weighted bound log (1/K) sum_k w_k (Burda et al. 2016, eq. 8).
+  """Importance-weighted bound log (1/K) sum_k w_k (Burda et al. 2016, eq. 8), float32 [B] nats.
 
-  Args:
-    log_weights: float [K, B], log p(x, z_k) - log q(z_k | x) for K samples per image.
-
-  Returns:
-    float32 [B], nats per image; >= the mean of the log weights (Jensen), and tighter as K
-    grows.
-
-  Raises:
-    ValueError: log_weights is not 2-D.
+  log_weights: float [K, B], log p(x, z_k) - log q(z_k | x) (ValueError unless 2-D). >= the
+  mean log weight, tighter as K grows.
   """
   if log_weights.ndim != 2:
     raise ValueError(f'log_weights {log_weights.shape} must be [K, B]')
@@ -179,16 +133,9 @@ def iwae_bound(log_weights: jax.Array) -> jax.Array:
 
 
 def bits_per_dim(nats_per_image: jax.Array, num_dims: int) -> jax.Array:
-  """Negative log-likelihood in bits per dimension from a log-likelihood (or bound) in nats.
+  """-nats_per_image / (num_dims ln 2): bits per dimension (lower is better), float32 [...].
 
-  -nats_per_image / (num_dims ln 2); an ELBO in gives an upper bound on the true bits/dim.
-
-  Args:
-    nats_per_image: float [...] log-likelihood or lower bound per image (higher is better),
-      e.g. ``elbo`` or ``iwae_bound``.
-    num_dims: dimensions per image, H * W * C.
-
-  Returns:
-    float32 [...] bits per dimension (lower is better).
+  ``nats_per_image`` is a log-likelihood or lower bound (``elbo``, ``iwae_bound``), which then
+  gives an upper bound; ``num_dims`` = H * W * C.
   """
   return -jnp.asarray(nats_per_image, jnp.float32) / (num_dims * math.log(2.0))

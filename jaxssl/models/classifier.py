@@ -1,8 +1,7 @@
-"""A small convolutional image classifier whose penultimate layer serves as a feature space.
+"""A small conv image classifier whose penultimate layer serves as a feature space.
 
-Used by ``jaxssl.eval.generative`` to compare generated and real images in the features of
-a network trained on the same dataset (the role Inception-v3 plays in FID, Heusel et al.
-2017, for datasets where an ImageNet network is meaningless, e.g. 8x8 digits).
+``jaxssl.eval.generative`` compares generated and real images in its features: Inception-v3's
+role in FID (Heusel et al. 2017), where an ImageNet network is meaningless (8x8 digits).
 """
 
 from __future__ import annotations
@@ -16,16 +15,9 @@ from jaxssl.models import conv_ae
 
 
 class ConvClassifier(nnx.Module):
-  """Strided convolutions, a ReLU feature layer and a linear head.
+  """Strided convs (``widths``, e.g. (32, 64)), a ReLU feature layer of F and a linear head to K.
 
-  Args:
-    image_shape: (H, W, C) of the inputs.
-    num_classes: K.
-    widths: channels of the stride-2 convolutions, e.g. (32, 64).
-    feature_dim: F, width of the feature layer.
-
-  Raises:
-    ValueError: a bad shape, width or size.
+  ValueError for a bad shape, width or size (K < 2).
   """
 
   def __init__(self, image_shape: Sequence[int], num_classes: int, widths: Sequence[int],
@@ -37,13 +29,6 @@ class ConvClassifier(nnx.Module):
     self.head = nnx.Linear(feature_dim, num_classes, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Classifies images.
-
-    Args:
-      x: float [B, H, W, C] pixels in [0, 1].
-
-    Returns:
-      (logits float32 [B, K], features float32 [B, F], non-negative: the ReLU feature layer).
-    """
+    """x: float [B, H, W, C] in [0, 1] -> (logits float32 [B, K], features float32 [B, F] >= 0)."""
     features = jax.nn.relu(self.encoder(x)[0])
     return self.head(features), features

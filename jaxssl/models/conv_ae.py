@@ -1,14 +1,9 @@
 """Convolutional encoder, decoder and autoencoder for small images, without BatchNorm.
 
-The encoder halves the resolution with each strided 4x4 convolution (SAME padding, so an odd
-size rounds up: 28 -> 14 -> 7 -> 4) and maps the flattened features to a latent vector with
-one dense layer. The decoder mirrors it: a dense layer to the encoder's last feature map,
-stride-2 4x4 transposed convolutions (a kernel divisible by the stride avoids checkerboard
-artefacts, Odena et al. 2016), a 3x3 convolution to the output channels, and a crop of the
-top-left H x W (e.g. 32 -> 28). Image sizes come from ``image_shape`` at construction, so
-the same code serves 8x8x1 digits, 28x28x1 MNIST and 32x32x3 CIFAR. There are no
-mode-dependent layers, hence no ``train`` flag, and the modules hold parameters only (they
-go through ``jaxssl.train.state.split_model``).
+Stride-2 4x4 SAME convs (odd sizes round up: 28 -> 14 -> 7 -> 4) then a dense layer; the
+decoder mirrors it with stride-2 4x4 transposed convs (kernel divisible by the stride: no
+checkerboard, Odena et al. 2016), a 3x3 conv and a top-left H x W crop. Sizes come from
+``image_shape`` (8x8x1 digits to 32x32x3 CIFAR). No ``train`` flag; parameters only.
 """
 
 from __future__ import annotations
@@ -49,12 +44,9 @@ def bottleneck_size(image_shape: Sequence[int], num_convs: int) -> tuple[int, in
 class ConvEncoder(nnx.Module):
   """Strided convolutions then a dense layer: images [B, H, W, C] -> features [B, Z].
 
-  Args:
-    image_shape: (H, W, C) of the inputs.
-    latent_dim: Z, width of the output features (a VAE asks for twice its latent size, for
-      the mean and the log-variance).
-    widths: channels of each stride-2 convolution, e.g. (32, 64).
-    activation: 'gelu' or 'relu', after every convolution.
+  ``latent_dim`` is Z (a VAE asks for twice its latent size: mean and log-variance);
+  ``widths`` the channels of each stride-2 conv, e.g. (32, 64); ``activation`` 'gelu' or
+  'relu', after every conv.
   """
 
   def __init__(self, image_shape: Sequence[int], latent_dim: int, widths: Sequence[int], *,
@@ -70,10 +62,7 @@ class ConvEncoder(nnx.Module):
     self.dense = nnx.Linear(h * w * widths[-1], latent_dim, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Encodes a batch of images.
-
-    Args:
-      x: float [B, H, W, C] pixels in [0, 1] (shifted to [-1, 1] inside).
+    """x: float [B, H, W, C] in [0, 1] (shifted to [-1, 1] inside) -> features.
 
     Returns:
       (features [B, Z] float32, intermediates {'conv_<i>': [B, h_i, w_i, widths[i]]}).
@@ -95,12 +84,9 @@ class ConvEncoder(nnx.Module):
 class ConvDecoder(nnx.Module):
   """Dense layer, stride-2 transposed convolutions and a 3x3 convolution: [B, Z] -> images.
 
-  Args:
-    image_shape: (H, W, C) of the images to produce.
-    latent_dim: Z, width of the inputs.
-    widths: the encoder's widths (used in reverse order), e.g. (32, 64).
-    out_channels: channels of the output (default C; 2C for a mean and a scale per channel).
-    activation: 'gelu' or 'relu', after the dense layer and every transposed convolution.
+  ``widths`` are the encoder's (used reversed); ``out_channels`` defaults to C (2C for a mean
+  and a scale per channel); ``activation`` ('gelu' or 'relu') follows the dense layer and every
+  transposed conv.
   """
 
   def __init__(self, image_shape: Sequence[int], latent_dim: int, widths: Sequence[int], *,
@@ -120,13 +106,7 @@ class ConvDecoder(nnx.Module):
                         kernel_init=ops.conv_kernel_init, rngs=rngs)
 
   def __call__(self, z: jax.Array) -> jax.Array:
-    """Decodes latents into per-pixel outputs (logits or means; no output nonlinearity).
-
-    Args:
-      z: float [B, Z].
-
-    Returns:
-      float32 [B, H, W, out_channels].
+    """z: float [B, Z] -> float32 [B, H, W, out_channels], logits or means (no output nonlinearity).
 
     Raises:
       ValueError: z is not [B, Z].
@@ -144,9 +124,8 @@ class ConvDecoder(nnx.Module):
 class Autoencoder(nnx.Module):
   """Deterministic convolutional autoencoder (Hinton & Salakhutdinov 2006, with convs).
 
-  ``__call__(x)`` returns (reconstruction logits [B, H, W, C], latent [B, Z]); pair the
-  logits with ``losses.vae.bernoulli_log_likelihood`` or compare ``sigmoid(logits)`` with the
-  input through ``losses.reconstruction.mse``.
+  Pair its logits with ``losses.vae.bernoulli_log_likelihood``, or ``sigmoid(logits)`` with
+  ``losses.reconstruction.mse``.
   """
 
   def __init__(self, image_shape: Sequence[int], latent_dim: int, widths: Sequence[int], *,

@@ -1,18 +1,13 @@
 """A small convolutional encoder with BatchNorm and the MLP heads of SimCLR and BYOL.
 
-Chen, Kornblith, Norouzi & Hinton 2020, "A Simple Framework for Contrastive Learning of
-Visual Representations" (arXiv:2002.05709): encoder f, projection head g (an MLP with one
-hidden ReLU layer); the representation used downstream is f's output, before g. Grill et al.
-2020, "Bootstrap Your Own Latent" (arXiv:2006.07733, section 3.3): projector and predictor
-are each Linear -> BatchNorm -> ReLU -> Linear.
+SimCLR (Chen et al. 2020, arXiv:2002.05709): encoder f, projection head g; downstream uses f's
+output. BYOL (Grill et al. 2020, arXiv:2006.07733, sec. 3.3): projector and predictor are
+Linear -> BatchNorm -> ReLU -> Linear. The encoder is VGG-style for 8x8 to 32x32 images.
 
-The encoder is a VGG-style stack sized for small images (8x8 digits up to 32x32 CIFAR): a
-3x3 stem, then per further width one stride-2 and one stride-1 3x3 convolution, each
-followed by BatchNorm and ReLU, and a global average pool. ``train`` selects BatchNorm's
-mode: True normalises with the batch's statistics (under GSPMD, those of the whole global
-batch, so they are synchronised across devices) and updates the running averages; False uses
-the running averages, so each output depends on its own input only. Statistics are
-``nnx.BatchStat`` variables: split with ``jaxssl.train.state.split_model_with_stats``.
+``train`` (here and in ``gan``) selects BatchNorm's mode: True normalises with the statistics
+of the whole global batch (synchronised across devices under GSPMD) and updates the running
+averages; False uses the running averages. Statistics are ``nnx.BatchStat`` variables: split
+with ``jaxssl.train.state.split_model_with_stats``.
 """
 
 from __future__ import annotations
@@ -36,14 +31,9 @@ def _batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
 class ConvNet(nnx.Module):
   """images [B, H, W, C] -> features [B, widths[-1]].
 
-  Args:
-    image_shape: (H, W, C) of the inputs; H and W are halved (rounding up) once per width
-      after the first.
-    widths: channels, e.g. (32, 64, 128): the stem has widths[0]; each later width adds a
-      stride-2 and a stride-1 convolution.
-
-  Raises:
-    ValueError: a bad shape or width.
+  A 3x3 stem of widths[0] channels, then per further width (e.g. (32, 64, 128)) a stride-2 and
+  a stride-1 3x3 conv, each with BatchNorm and ReLU, and a global average pool. H and W halve
+  (rounding up) per width after the first. ValueError for a bad shape or width.
   """
 
   def __init__(self, image_shape: Sequence[int], widths: Sequence[int], *, rngs: nnx.Rngs):
@@ -62,14 +52,7 @@ class ConvNet(nnx.Module):
     self.norms = nnx.List([_batch_norm(o, rngs) for _, o, _ in specs])
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    """Encodes images.
-
-    Args:
-      x: float [B, H, W, C] (pixels in [0, 1]).
-      train: BatchNorm mode (see the module docstring).
-
-    Returns:
-      float32 [B, widths[-1]] non-negative features (ReLU, then the spatial mean).
+    """x: float [B, H, W, C] in [0, 1] -> float32 [B, widths[-1]] non-negative features.
 
     Raises:
       ValueError: x is not [B, *image_shape].
@@ -83,13 +66,10 @@ class ConvNet(nnx.Module):
 
 
 class MLPHead(nnx.Module):
-  """[B, in_dim] -> [B, out_dim]: Linear -> BatchNorm -> ReLU -> Linear (SimCLR's projection
-  head with BatchNorm as in its v2; BYOL's projector and predictor).
+  """[B, in_dim] -> [B, out_dim]: Linear -> BatchNorm -> ReLU -> Linear (SimCLR v2, BYOL).
 
-  ``out_bias=False`` drops the last layer's bias: when the head feeds a BatchNorm (BYOL's
-  projector feeds the predictor's), that bias is cancelled by the batch mean, its gradient is
-  zero up to rounding, and Adam would turn the rounding noise into steps of the learning
-  rate's size.
+  ``out_bias=False`` drops the last bias, for a head feeding a BatchNorm (BYOL's projector): the
+  batch mean cancels it, and Adam would turn its rounding-noise gradient into full-size steps.
 
   Raises:
     ValueError: a size below 1.
@@ -113,16 +93,11 @@ class SSLNet(nnx.Module):
   """Encoder, projector and (for BYOL's online network) predictor.
 
   Args:
-    image_shape: (H, W, C).
-    widths: encoder widths (see ``ConvNet``).
+    image_shape, widths: the encoder's (see ``ConvNet``).
     projector_dims: (hidden, out) of the projection MLP.
-    predictor_dims: (hidden, out) of the predictor MLP (its input is the projector's output),
-      or None for no predictor (SimCLR; BYOL's target network).
-    projector_bias: whether the projector's last layer has a bias (False for BYOL, online
-      and target alike, see ``MLPHead``).
-
-  Raises:
-    ValueError: a bad shape or size.
+    predictor_dims: (hidden, out) of the predictor MLP on the projection, or None (SimCLR;
+      BYOL's target network).
+    projector_bias: the projector's last bias (False for BYOL, see ``MLPHead``).
   """
 
   def __init__(self, image_shape: Sequence[int], widths: Sequence[int],
@@ -135,8 +110,7 @@ class SSLNet(nnx.Module):
                       MLPHead(projector_dims[-1], *predictor_dims, rngs=rngs))
 
   def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
-    """{'features': [B, widths[-1]], 'projection': [B, P] and, with a predictor,
-    'prediction': [B, Q]}, all float32."""
+    """{'features': [B, widths[-1]], 'projection': [B, P], 'prediction': [B, Q] if any}, float32."""
     features = self.encoder(x, train=train)
     out = {'features': features, 'projection': self.projector(features, train=train)}
     if self.predictor is not None:

@@ -1,19 +1,10 @@
 """DCGAN generator and discriminator for small images (Radford, Metz & Chintala 2016).
 
-"Unsupervised Representation Learning with Deep Convolutional Generative Adversarial
-Networks" (arXiv:1511.06434), section 3's guidelines: strided convolutions instead of
-pooling, fractionally-strided (transposed) convolutions in the generator, BatchNorm in both
-networks except the generator's output layer and the discriminator's input layer, ReLU in the
-generator with tanh at the output, LeakyReLU (slope 0.2) in the discriminator, no fully
-connected hidden layers (only the projection of z and the final logit).
-
-Sizes come from ``image_shape``: the generator starts from the feature map a stack of
-``len(widths)`` stride-2 convolutions would leave (8 -> 2, 28 -> 7, 32 -> 8) and crops its
-output to H x W after upsampling. BatchNorm statistics are ``nnx.BatchStat`` variables:
-split them with ``jaxssl.train.state.split_model_with_stats``. Both modules take ``train``:
-True normalises with the batch's statistics (over the whole global batch under GSPMD, so it
-is synchronised across devices) and updates the running averages; False uses the running
-averages, so each output depends on its own input only.
+arXiv:1511.06434, sec. 3: strided convs instead of pooling, transposed convs in the generator,
+BatchNorm except at the generator's output and discriminator's input, ReLU with a tanh output
+in G, LeakyReLU(0.2) in D, no fully connected hidden layers. The generator starts from the map
+``len(widths)`` stride-2 convs would leave (8 -> 2, 28 -> 7, 32 -> 8) and crops to H x W.
+``train`` is BatchNorm's mode, as in ``convnet``.
 """
 
 from __future__ import annotations
@@ -45,17 +36,10 @@ def _batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
 class Generator(nnx.Module):
   """z [B, Z] -> images [B, H, W, C] in [-1, 1].
 
-  Dense projection of z to an (h, w, widths[0]) map with BatchNorm and ReLU, then one stride-2 4x4 transposed
-  convolution per width (to widths[1], ..., widths[-1], then C channels), each followed by
-  BatchNorm and ReLU except the last, which has tanh and no BatchNorm.
-
-  Args:
-    latent_dim: Z.
-    image_shape: (H, W, C) of the images to generate.
-    widths: channels from the projection down, e.g. (128, 64); len(widths) upsamplings.
-
-  Raises:
-    ValueError: a bad shape or width.
+  z is projected to an (h, w, widths[0]) map (BatchNorm, ReLU), then one stride-2 4x4
+  transposed conv per width (to widths[1:], then C), with BatchNorm and ReLU except the last
+  (tanh). ``widths``: channels from the projection down, e.g. (128, 64); ``image_shape``:
+  (H, W, C). ValueError for a bad shape or width.
   """
 
   def __init__(self, latent_dim: int, image_shape: Sequence[int], widths: Sequence[int], *,
@@ -78,14 +62,7 @@ class Generator(nnx.Module):
     self.norms = nnx.List([_batch_norm(o, rngs) for o in outs[:-1]])
 
   def __call__(self, z: jax.Array, *, train: bool) -> jax.Array:
-    """Generates images.
-
-    Args:
-      z: float [B, Z] latents (N(0, I) in training).
-      train: BatchNorm mode (see the module docstring).
-
-    Returns:
-      float32 [B, H, W, C] in [-1, 1].
+    """z: float [B, Z] (N(0, I) in training) -> float32 [B, H, W, C] in [-1, 1].
 
     Raises:
       ValueError: z is not [B, Z].
@@ -103,15 +80,8 @@ class Generator(nnx.Module):
 class Discriminator(nnx.Module):
   """images [B, H, W, C] in [-1, 1] -> logits [B] (real vs generated).
 
-  One stride-2 4x4 convolution per width, each followed by LeakyReLU(0.2), with BatchNorm
-  before the activation on all but the first; then a dense layer to one logit.
-
-  Args:
-    image_shape: (H, W, C) of the inputs.
-    widths: channels of the convolutions, e.g. (64, 128).
-
-  Raises:
-    ValueError: a bad shape or width.
+  One stride-2 4x4 conv per width (e.g. (64, 128)), each with LeakyReLU(0.2), BatchNorm before
+  it on all but the first; then a dense layer to one logit. ValueError for a bad shape or width.
   """
 
   def __init__(self, image_shape: Sequence[int], widths: Sequence[int], *, rngs: nnx.Rngs):
@@ -127,14 +97,7 @@ class Discriminator(nnx.Module):
     self.logit = nnx.Linear(h * w * widths[-1], 1, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    """Scores images.
-
-    Args:
-      x: float [B, H, W, C] in [-1, 1].
-      train: BatchNorm mode (see the module docstring).
-
-    Returns:
-      float32 [B] logits; sigmoid(logit) is the probability that the image is real.
+    """x: float [B, H, W, C] in [-1, 1] -> float32 [B] logits (sigmoid = P(real)).
 
     Raises:
       ValueError: x is not [B, *image_shape].
@@ -145,3 +108,14 @@ class Discriminator(nnx.Module):
     for conv, norm in zip(self.convs[1:], self.norms):
       h = jax.nn.leaky_relu(norm(conv(h), use_running_average=not train), LEAKY_SLOPE)
     return self.logit(h.reshape(h.shape[0], -1))[:, 0]
+
+
+def to_model_range(image):
+  """uint8 [B, H, W, C] (NumPy or jax) -> float32 in [-1, 1], the generator's tanh range."""
+  return image.astype(jnp.float32) / 127.5 - 1.0
+
+
+def to_uint8(x: jax.Array) -> jax.Array:
+  """Generator outputs in [-1, 1] -> uint8 images, the inverse of ``to_model_range`` up to
+  rounding to the 256 grey levels real images have."""
+  return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)

@@ -1,13 +1,9 @@
-"""Layer pieces written around XLA's CPU backend: exact GELU, inverted dropout, the dense
-layers' matmul and the convolution kernel initializer.
+"""Exact GELU, inverted dropout, the dense matmul and the conv kernel init, for XLA:CPU.
 
-Each gives the values of its usual JAX/Flax form (``jax.nn.gelu(approximate=False)``,
-``flax.nnx.Dropout``, ``nnx.Linear``'s dot, flax's default conv ``kernel_init``) and differs
-only in what XLA has to compile or compute (measured on 2 CPU cores; see README's
-Benchmarks). ``dropout`` and float32 ``dense_matmul`` are ``jax.custom_jvp`` functions (both
-autodiff modes); ``dense_matmul`` with bfloat16 operands is a ``jax.custom_vjp`` function:
-reverse mode, and forward mode over it (Hessian-vector products), but no forward mode of its
-own.
+Each gives the values of its usual JAX/Flax form and only changes what XLA compiles or computes
+(timings: README's Benchmarks). ``dropout`` and float32 ``dense_matmul`` are ``custom_jvp``
+(both autodiff modes); bfloat16 ``dense_matmul`` is ``custom_vjp`` (reverse and
+forward-over-reverse, no forward mode).
 """
 
 from __future__ import annotations
@@ -27,17 +23,9 @@ _SQRT_HALF = np.float32(np.sqrt(0.5))
 def gelu(x: jax.Array) -> jax.Array:
   """Exact GELU, ``x * Phi(x) = 0.5 x (1 + erf(x / sqrt(2)))`` (Hendrycks & Gimpel 2016).
 
-  The erf form is the one PyTorch's ``gelu`` and transformers' ``hidden_act='gelu'`` use.
-  ``jax.nn.gelu(approximate=False)`` computes the same function through ``erfc``, which XLA
-  lowers on CPU to an exponential and branch selects: about 3x slower than ``erf`` (forward
-  and backward of a [4096, 1024] float32 array: 16.0 vs 5.2 ms on 2 cores). The two agree to
-  1e-6 absolute; for x < -5, where GELU is below 1e-6, this form rounds to 0 sooner.
-
-  Args:
-    x: float array of any shape and dtype.
-
-  Returns:
-    array of x's shape and dtype.
+  PyTorch's ``gelu`` and transformers' ``'gelu'``; ``jax.nn.gelu(approximate=False)`` goes
+  through ``erfc``, ~3x slower on CPU. They agree to 1e-6 absolute (this rounds to 0 sooner
+  for x < -5). Any shape and dtype, returned alike.
   """
   return 0.5 * x * (1.0 + jax.lax.erf(x * _SQRT_HALF.astype(x.dtype)))
 
@@ -60,25 +48,13 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None, *,
             deterministic: bool) -> jax.Array:
   """Inverted dropout (Srivastava et al. 2014): zero each entry with probability ``rate``.
 
-  Same values as ``flax.nnx.Dropout(rate)(x, deterministic=..., rngs=key)`` for the same key
-  (the keep mask is ``jax.random.bernoulli(key, 1 - rate, x.shape)``, kept entries are
-  divided by ``1 - rate``) and the same gradients up to one float rounding. What differs is
-  the derivative: a ``jax.custom_jvp`` whose tangent reuses the boolean mask of the forward
-  pass, where plain autodiff makes XLA draw the random bits a second time inside the
-  backward transposes (the MLM mini train step: 0.951 -> 0.810 s with this and ``gelu``
-  together, CLM 1.158 -> 1.030 s, measured alternately in one process; see README).
-
-  Args:
-    x: float array of any shape.
-    rate: probability of dropping an entry, in [0, 1).
-    key: PRNG key (needed unless deterministic or rate is 0).
-    deterministic: return x unchanged (evaluation).
-
-  Returns:
-    array of x's shape and dtype.
+  Same values as ``flax.nnx.Dropout(rate)(x, deterministic=..., rngs=key)`` for the same key, the
+  same gradients up to one rounding; the ``custom_jvp`` tangent reuses the forward keep mask
+  instead of XLA drawing the random bits again in the backward pass. x: any shape, returned
+  alike; ``deterministic`` (evaluation) returns x.
 
   Raises:
-    ValueError: rate outside [0, 1), or no key when one is needed.
+    ValueError: rate outside [0, 1), or no key when one is needed (rate > 0, not deterministic).
   """
   if not 0.0 <= rate < 1.0:
     raise ValueError(f'dropout rate must be in [0, 1), got {rate}')
@@ -93,30 +69,11 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None, *,
 def dense_matmul(x: jax.Array, kernel: jax.Array, dtype: str = 'float32') -> jax.Array:
   """``x @ kernel`` on ``dtype`` operands with float32 accumulation, in the backward too.
 
-  The derivatives are written out. The weight gradient is one 2-D product contracting the
-  flattened leading axes of x and the incoming gradient, which XLA:CPU runs without the
-  transposes it emits for autodiff's 3-D contraction (the f32 MLM train step 1.24x faster,
-  see README). With 'bfloat16' the incoming float32 gradient is rounded to bfloat16 like the
-  operands, so the two backward matmuls (input and weight gradients, 2/3 of a layer's FLOPs)
-  also run at the bf16 rate (PyTorch autocast's and TPU matmuls' precision); plain autodiff of
-  a bf16-input dot does them in float32. Measured on the MLM train step (2 cores): bf16
-  0.775 -> 0.619 s (mini) and 2.083 -> 1.534 s (small) against autodiff of the bf16 dot (a
-  2048^3 bf16 matmul: 1,453 vs 291 GFLOP/s f32 on this AMX CPU).
-
-  float32 is a ``jax.custom_jvp`` (forward and reverse mode: ``jax.jvp``, ``jax.jacfwd``,
-  ``jax.grad``), its tangent written on the 2-D operands so that its transpose is the product
-  above. Other dtypes are a ``jax.custom_vjp``: a JVP cannot round the incoming gradient
-  (JAX transposes a bf16-operand product into a float32 one, and XLA:CPU does not fold the
-  rounding into it), so they support reverse mode and forward-over-reverse (``jax.jvp`` of
-  a ``jax.grad``) but not forward mode applied to them.
-
-  Args:
-    x: float [..., K].
-    kernel: float [K, N].
-    dtype: the operands' dtype, e.g. 'float32' or 'bfloat16' (accumulation is float32).
-
-  Returns:
-    float32 [..., N].
+  x float [..., K], kernel float [K, N] -> float32 [..., N]. The weight gradient is one 2-D
+  product over the flattened leading axes (XLA:CPU otherwise emits transposes). With 'bfloat16'
+  the incoming gradient is rounded to bf16 too, so both backward matmuls run at the bf16 rate
+  (PyTorch autocast's precision). float32 is a ``custom_jvp`` (all modes); other dtypes a
+  ``custom_vjp`` (a JVP cannot round the incoming gradient): reverse and forward-over-reverse.
 
   Raises:
     TypeError: from forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, or calling the
@@ -181,21 +138,11 @@ _matmul_low_precision.defvjp(_matmul_low_precision_fwd, _matmul_low_precision_bw
 
 
 def conv_kernel_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
-  """Flax's default convolution kernel, LeCun normal (truncated normal of variance
-  1 / fan_in, fan_in = kh kw C_in), drawn as a [kh kw C_in, C_out] matrix and reshaped.
+  """Flax's default conv kernel (LeCun normal, variance 1 / fan_in), drawn 2-D and reshaped.
 
-  The values are bit for bit those of the default, because threefry's counters run over the
-  flattened array and fan_in is the same. Why: XLA:CPU (jax 0.10.2) takes about 2.8 s to
-  compile 4-D random bits against 0.3 s for 2-D, which made DCGAN's jitted init several
-  seconds per network.
-
-  Args:
-    key: PRNG key.
-    shape: (kh, kw, C_in, C_out) (any rank >= 2: the last axis is C_out).
-    dtype: of the kernel.
-
-  Returns:
-    dtype [*shape].
+  Bit for bit the default (threefry counters run over the flattened array); XLA:CPU compiles
+  2-D random bits ~10x faster than 4-D. ``shape``: (kh, kw, C_in, C_out), any rank >= 2 with
+  C_out last.
   """
   flat = (math.prod(shape[:-1]), shape[-1])
   return nnx.initializers.lecun_normal()(key, flat, dtype).reshape(shape)

@@ -1,15 +1,11 @@
-"""Transformer encoder/decoder shared by the masked (BERT) and causal (GPT) language models.
+"""Transformer shared by the masked (BERT) and causal (GPT) language models.
 
-One block with a ``causal`` switch and a ``pre_norm`` switch:
-  * BERT (Devlin et al. 2019, arXiv:1810.04805): post-LayerNorm, bidirectional attention with
-    a padding mask, embedding LayerNorm, MLM head tied to the token embedding.
-  * GPT-2 (Radford et al. 2019): pre-LayerNorm, causal attention, final LayerNorm.
-
-Layer names follow BERT's (query/key/value fused into ``qkv``) so weights map one-to-one onto
-``transformers.BertForMaskedLM`` for reference checks. Parameters, the residual stream,
-LayerNorm, softmax and attention are float32; ``dtype='bfloat16'`` runs the dense layers'
-matmuls, forward and backward, on bf16 operands with float32 accumulation (``Dense``; on an
-AMX CPU a bf16 matmul ran 5x the f32 rate, and the tensor-core path on accelerators).
+BERT (Devlin et al. 2019, arXiv:1810.04805): post-LayerNorm, bidirectional attention with a
+padding mask, embedding LayerNorm, MLM head tied to the token embedding. GPT-2 (Radford et al.
+2019): pre-LayerNorm, causal attention, final LayerNorm. Layer names follow BERT's (``qkv``
+fused) so weights map onto ``transformers.BertForMaskedLM``. Parameters, residual stream,
+LayerNorm, softmax and attention are float32; ``dtype='bfloat16'`` only rounds the dense
+matmuls' operands (float32 accumulation, see ``Dense``).
 """
 
 from __future__ import annotations
@@ -45,22 +41,17 @@ class TransformerConfig:
     dropout_rate: dropout on embeddings, attention output and MLP output (BERT's
       hidden_dropout_prob); attention probabilities are not dropped.
     causal: attend only to earlier positions (GPT) instead of the whole row (BERT).
-    pre_norm: LayerNorm before each sub-layer plus a final LayerNorm (GPT-2) instead of
-      after each residual plus an embedding LayerNorm (BERT).
+    pre_norm: LayerNorm before each sub-layer plus a final one (GPT-2) instead of after each
+      residual plus an embedding LayerNorm (BERT).
     type_vocab_size: number of segment (token type) embeddings; 0 disables them.
     layer_norm_eps: LayerNorm epsilon (BERT uses 1e-12).
     dtype: matmul input dtype name, 'float32' or 'bfloat16' (accumulation is float32).
-    position_encoding: 'learned' (BERT/GPT-2: a learned [max_len, D] table added to the
-      token embeddings) or 'rope' (rotary embeddings on queries and keys, Su et al. 2021,
-      arXiv:2104.09864: attention sees relative offsets from the first step; on the small
-      CPU corpora the masked LM leaves its unigram plateau several times sooner).
-    remat: in training, keep only each block's input for the backward pass and recompute
-      the block's activations there (gradient checkpointing, Chen et al. 2016,
-      arXiv:1604.06174, through ``nnx.remat``): activation memory per layer falls from
-      O(B L (D + F) + B H L^2) to O(B L D), for one more forward pass of compute. Same
-      values up to float rounding of the recomputation. On XLA:CPU (jax 0.10.2) the saving
-      mostly does not happen: it drops the recomputation barriers of these unrolled
-      layers (measured at L=512, B=8, mini: temporary buffers 913 -> 881 MiB, step +24%).
+    position_encoding: 'learned' (a [max_len, D] table added to the token embeddings) or
+      'rope' (rotary on queries and keys, Su et al. 2021, arXiv:2104.09864).
+    remat: in training, recompute each block's activations in the backward pass (gradient
+      checkpointing, Chen et al. 2016, arXiv:1604.06174, ``nnx.remat``): activation memory
+      per layer O(B L D) instead of O(B L (D + F) + B H L^2), for one more forward pass.
+      XLA:CPU mostly drops the saving.
   """
   vocab_size: int
   max_len: int
@@ -79,21 +70,18 @@ class TransformerConfig:
 
   @classmethod
   def from_preset(cls, preset: str, **overrides) -> 'TransformerConfig':
-    """Builds a config from a size preset name ('tiny', 'mini', 'small', 'base').
-
-    Raises:
-      ValueError: unknown preset.
-    """
+    """A config from a size preset ('tiny', 'mini', 'small', 'base'); ValueError if unknown."""
     if preset not in PRESETS:
       raise ValueError(f'model.preset={preset!r} is not one of {sorted(PRESETS)}')
     return cls(**PRESETS[preset], **overrides)
 
 
 class Dense(nnx.Linear):
-  """``nnx.Linear`` (same parameters: kernel [Din, Dout], bias [Dout]) whose matmul has a
-  written-out backward pass (``ops.dense_matmul``): with ``dtype=bfloat16`` the forward and
-  both backward matmuls run on bf16 operands with float32 accumulation (PyTorch autocast's
-  precision), and the weight gradient is one 2-D product."""
+  """``nnx.Linear`` (kernel [Din, Dout], bias [Dout]) with a written-out backward pass.
+
+  With ``dtype=bfloat16`` the forward and both backward matmuls take bf16 operands with float32
+  accumulation (PyTorch autocast's precision); see ``ops.dense_matmul``.
+  """
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """x: float [..., Din] -> float32 [..., Dout].
@@ -121,18 +109,9 @@ def _norm(cfg: TransformerConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
 def rotary(x: jax.Array, positions: jax.Array, *, base: float = 10000.0) -> jax.Array:
   """Rotary position embedding (RoFormer, Su et al. 2021, eq. 34) of queries or keys.
 
-  Channel pairs (2i, 2i + 1) of each head are rotated by angle ``position * base^(-2i/Dh)``,
-  so the dot product of a rotated query and key depends on their offset only.
-
-  Args:
-    x: float [B, L, H, Dh] with Dh even.
-    positions: int [L] (or [B, L]) absolute positions.
-
-  Returns:
-    float [B, L, H, Dh], same dtype as x.
-
-  Raises:
-    ValueError: odd head width.
+  Channel pairs (2i, 2i + 1) of each head turn by ``position * base^(-2i/Dh)``. x: float
+  [B, L, H, Dh], Dh even (else ValueError); positions: int [L] or [B, L]. Returns x's shape
+  and dtype.
   """
   dh = x.shape[-1]
   if dh % 2:
@@ -171,8 +150,7 @@ class SelfAttention(nnx.Module):
         cache, the cache length with one.
       positions: int32 [T] absolute positions of x's rows (default 0..T-1).
       kv_cache: None, or {'k', 'v': float32 [B, S, H, Dh]}: x's keys and values are written
-        at ``positions`` (contiguous) and the queries attend over the whole cache through
-        ``mask`` (the caller masks unwritten slots).
+        at ``positions`` (contiguous); the caller masks unwritten slots.
 
     Returns:
       (y [B, T, D], updated cache or None).
@@ -219,9 +197,7 @@ class Block(nnx.Module):
 
   def __call__(self, x, mask, *, train: bool, rng_dropout: jax.Array | None,
                positions: jax.Array | None = None, kv_cache: dict | None = None):
-    """x: [B, T, D] -> ([B, T, D], cache). ``rng_dropout`` is needed when train and dropout > 0.
-
-    ``positions`` and ``kv_cache`` are passed to ``SelfAttention`` (decoding)."""
+    """x: [B, T, D] -> ([B, T, D], cache); ``rng_dropout`` needed when train and dropout > 0."""
     keys = jax.random.split(rng_dropout, 2) if rng_dropout is not None else (None, None)
     drop = lambda y, key: ops.dropout(y, self.dropout_rate, key, deterministic=not train)
     if self.pre_norm:
@@ -240,8 +216,7 @@ def attention_mask(padding_mask: jax.Array | None,
 
   Args:
     padding_mask: bool [B, L], True at real tokens; keys at False are never attended.
-    segment_ids: int32 [B, L] or None; when given, a query attends only keys of its own
-      segment (packed documents never see each other).
+    segment_ids: int32 [B, L] or None; a query attends only keys of its own segment.
 
   Returns:
     None when neither is given, else a bool mask broadcastable to [B, H, L, L].
@@ -256,11 +231,7 @@ def attention_mask(padding_mask: jax.Array | None,
 
 
 class Transformer(nnx.Module):
-  """Token + position (+ segment) embeddings followed by ``num_layers`` blocks.
-
-  ``__call__`` returns the final hidden states [B, L, D] (float32) and a dict of
-  intermediates (``'embeddings'`` and ``'block_<i>'``, each [B, L, D]) for probes.
-  """
+  """Token + position (+ segment) embeddings followed by ``num_layers`` blocks."""
 
   def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
@@ -284,11 +255,10 @@ class Transformer(nnx.Module):
       padding_mask: bool [B, L], True at real tokens (keys at False are not attended).
       segment_ids: int32 [B, L] packed-document ids; attention stays within a document.
       type_ids: int32 [B, L] BERT token types (needs type_vocab_size > 0).
-      train: apply dropout (then ``rng_dropout`` must be a key).
-      rng_dropout: PRNG key for dropout, derived by the caller per step.
+      train, rng_dropout: apply dropout, with this PRNG key (the caller derives it per step).
 
     Returns:
-      (hidden [B, L, D] float32, intermediates dict of [B, L, D]).
+      (hidden [B, L, D] float32, intermediates {'embeddings', 'block_<i>': [B, L, D]}).
 
     Raises:
       ValueError: L > max_len, or train with dropout but no key.
@@ -329,9 +299,8 @@ class Transformer(nnx.Module):
     """An empty key/value cache: per layer {'k', 'v': float32 zeros [B, S, H, Dh]}, S = length.
 
     Raises:
-      ValueError: a bidirectional model (its keys would change as the row grows), or a length
-        past ``max_len`` with learned positions (RoPE may run past it, at the quality of
-        lengths it never trained on).
+      ValueError: a bidirectional model, or a length past ``max_len`` with learned positions
+        (RoPE may run past it, untrained there).
     """
     cfg = self.cfg
     if not cfg.causal:
@@ -346,9 +315,8 @@ class Transformer(nnx.Module):
   def decode(self, tokens: jax.Array, cache: list[dict], start: jax.Array):
     """Runs T new tokens at positions start..start+T-1 against the cache (no dropout).
 
-    Each new token attends to the cached positions before it and to the new tokens up to
-    itself, so ``decode`` over a prompt then one token at a time gives the hidden states of
-    ``__call__`` on the whole row (up to float rounding).
+    A prompt then one token at a time gives the hidden states of ``__call__`` on the whole row
+    (up to float rounding).
 
     Args:
       tokens: int32 [B, T] the next tokens of every row (rows share positions).
@@ -375,8 +343,8 @@ class Transformer(nnx.Module):
 class MaskedLM(nnx.Module):
   """BERT masked language model: Transformer encoder + MLM head tied to the token embedding.
 
-  The head (BERT's ``cls.predictions``) is dense -> GELU -> LayerNorm -> ``h @ E^T + b``;
-  it is applied only at the gathered prediction positions, so its cost scales with P, not L.
+  The head (BERT's ``cls.predictions``), dense -> GELU -> LayerNorm -> ``h @ E^T + b``, runs
+  only at the gathered prediction positions (cost scales with P, not L).
   """
 
   def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
@@ -390,16 +358,12 @@ class MaskedLM(nnx.Module):
   def __call__(self, tokens: jax.Array, positions: jax.Array, *,
                padding_mask: jax.Array | None = None, train: bool = False,
                rng_dropout: jax.Array | None = None) -> jax.Array:
-    """Logits at the prediction positions.
+    """Logits float32 [B, P, V] at the prediction positions.
 
     Args:
-      tokens: int32 [B, L] (masked) input ids.
+      tokens: int32 [B, L] (masked) input ids; padding_mask: bool [B, L], True at real tokens.
       positions: int32 [B, P] positions whose tokens are predicted.
-      padding_mask: bool [B, L], True at real tokens.
       train, rng_dropout: as for ``Transformer``.
-
-    Returns:
-      float32 logits [B, P, V].
     """
     hidden, _ = self.encoder(tokens, padding_mask=padding_mask, train=train,
                              rng_dropout=rng_dropout)  # [B, L, D]
@@ -411,10 +375,9 @@ class MaskedLM(nnx.Module):
 
 
 class CausalLM(nnx.Module):
-  """GPT-style decoder: causal Transformer whose output layer is the token embedding (tied).
+  """GPT-2-style decoder (Radford et al. 2019), output layer tied to the token embedding.
 
-  Radford et al. 2019 (GPT-2): pre-LayerNorm blocks, a final LayerNorm and logits
-  ``h @ E^T`` at every position; position t's logits predict token t + 1.
+  Logits ``h @ E^T`` after the final LayerNorm; position t's logits predict token t + 1.
   """
 
   def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
@@ -429,16 +392,10 @@ class CausalLM(nnx.Module):
 
   def __call__(self, tokens: jax.Array, *, segment_ids: jax.Array | None = None,
                train: bool = False, rng_dropout: jax.Array | None = None) -> jax.Array:
-    """Next-token logits at every position.
+    """Next-token logits float32 [B, L, V] at every position of tokens int32 [B, L].
 
-    Args:
-      tokens: int32 [B, L] input ids.
-      segment_ids: int32 [B, L] packed-document ids (0 = padding): attention never crosses
-        a document boundary. None = one document per row.
-      train, rng_dropout: as for ``Transformer``.
-
-    Returns:
-      float32 logits [B, L, V].
+    ``segment_ids`` int32 [B, L] (0 = padding) keeps attention within packed documents; None =
+    one document per row. ``train``, ``rng_dropout`` as for ``Transformer``.
     """
     hidden, _ = self.decoder(tokens, segment_ids=segment_ids, train=train,
                              rng_dropout=rng_dropout)

@@ -1,19 +1,19 @@
 """Convolutional variational autoencoder (Kingma & Welling 2014, arXiv:1312.6114).
 
-q(z | x) = N(mean(x), diag(exp(log_var(x)))) from ``conv_ae.ConvEncoder``, p(z) = N(0, I),
-and p(x | z) from ``conv_ae.ConvDecoder`` as either independent Bernoulli pixels (binarised
-images) or a per-pixel discretised logistic on ``num_levels`` grey levels (Salimans et al.
-2017), so the ELBO bounds the log-probability of the discrete images. Sampling uses the
-reparameterisation z = mean + exp(log_var / 2) * eps with a key passed in per call; the
-module holds parameters only.
+q(z | x) = N(mean(x), diag(exp(log_var(x)))) from ``conv_ae.ConvEncoder``, p(z) = N(0, I);
+p(x | z) from ``conv_ae.ConvDecoder``: Bernoulli pixels (binarised images) or a per-pixel
+discretised logistic on ``num_levels`` grey levels (Salimans et al. 2017). Reparameterised
+z = mean + exp(log_var / 2) * eps, with a key passed per call.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxssl.losses import vae as vae_losses
@@ -48,8 +48,7 @@ class VAE(nnx.Module):
                                        activation=activation, rngs=rngs)
 
   def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """x: float [B, H, W, C] -> (mean [B, Z], log_var [B, Z]); log_var is clipped to
-    ``losses.vae``'s range, the one the KL uses, so samples and KL describe the same q."""
+    """x: float [B, H, W, C] -> (mean, log_var), each [B, Z]; log_var clipped as the KL clips it."""
     mean, log_var = jnp.split(self.encoder(x)[0], 2, axis=-1)
     return mean, vae_losses.clip_log_var(log_var)
 
@@ -71,22 +70,15 @@ class VAE(nnx.Module):
 
   def __call__(self, x: jax.Array, rng: jax.Array, *,
                num_samples: int = 1) -> dict[str, jax.Array]:
-    """ELBO terms of a batch with ``num_samples`` reparameterised latents per image.
+    """ELBO terms of x float [B, H, W, C] in [0, 1] with S = ``num_samples`` latents per image.
 
-    Args:
-      x: float [B, H, W, C] in [0, 1] (binary for 'bernoulli').
-      rng: PRNG key for the latent noise (derive it per step).
-      num_samples: S, latents per image.
+    ``rng`` draws the latent noise (derive it per step); x must be binary for 'bernoulli'.
 
     Returns:
-      A dict of float32 arrays, nats per image:
-        'log_likelihood' [B]: log p(x | z) averaged over the S samples.
-        'kl' [B]: analytic KL(q(z | x) || p(z)).
-        'elbo' [B]: log_likelihood - kl.
-        'log_weights' [S, B]: log p(x, z_s) - log q(z_s | x), for ``losses.vae.iwae_bound``.
-        'latent_mean', 'latent_log_var' [B, Z]: q's parameters.
-        and the decoder outputs of the first sample ('logits', or 'mean' and 'log_scale'),
-        [B, H, W, C] each.
+      float32 arrays, nats per image: 'log_likelihood' [B] (mean over the S samples), 'kl' [B]
+      (analytic KL(q || p)), 'elbo' [B], 'log_weights' [S, B] (log p(x, z_s) - log q(z_s | x),
+      for ``losses.vae.iwae_bound``), 'latent_mean', 'latent_log_var' [B, Z], and the first
+      sample's decoder outputs ('logits', or 'mean' and 'log_scale') [B, H, W, C].
     """
     batch = x.shape[0]
     mean, log_var = self.encode(x)
@@ -107,3 +99,43 @@ class VAE(nnx.Module):
         'latent_log_var': log_var,
         **{name: value[:batch] for name, value in outputs.items()},
     }
+
+
+NUM_LEVELS = 256  # grey levels of uint8 images ('logistic')
+BINARY_THRESHOLD = 128  # a byte >= this is a 1 ('bernoulli'): x / 255 > 0.5
+
+
+def model_input(image, likelihood: str):
+  """What the VAE models: uint8 [B, H, W, C] (NumPy or jax) -> float32 [B, H, W, C].
+
+  'bernoulli': 1.0 where the byte is >= 128 (x / 255 > 0.5), else 0.0. 'logistic': x / 255,
+  each value one of the 256 levels k / 255.
+  """
+  if likelihood == 'bernoulli':
+    return (image >= BINARY_THRESHOLD).astype(np.float32)
+  return image.astype(np.float32) / (NUM_LEVELS - 1)
+
+
+def fit_baseline(train_images: np.ndarray, likelihood: str) -> dict[str, np.ndarray]:
+  """The independent-pixel model of the training images, as decoder outputs would give it.
+
+  'bernoulli': per-pixel frequency of ones with add-one smoothing, p = (ones + 1) / (N + 2),
+  as ``{'logits': log p - log(1 - p)}``. 'logistic': per-pixel logistic with the training mean
+  as location and the moment-matched scale s = std sqrt(3) / pi (a logistic's variance is
+  s^2 pi^2 / 3), floored at exp(losses.vae.MIN_LOG_SCALE) as the likelihood floors it, as
+  ``{'mean', 'log_scale'}``.
+
+  Args:
+    train_images: uint8 [N, H, W, C].
+    likelihood: 'bernoulli' or 'logistic'.
+
+  Returns:
+    {name: float32 [H, W, C]}, for ``VAE.log_likelihood`` after broadcasting to the batch.
+  """
+  x = model_input(train_images, likelihood).astype(np.float64)  # [N, H, W, C]
+  if likelihood == 'bernoulli':
+    p = (x.sum(axis=0) + 1.0) / (len(x) + 2.0)  # [H, W, C]
+    return {'logits': (np.log(p) - np.log1p(-p)).astype(np.float32)}
+  scale = x.std(axis=0) * math.sqrt(3.0) / math.pi  # [H, W, C]
+  log_scale = np.log(np.maximum(scale, math.exp(vae_losses.MIN_LOG_SCALE)))
+  return {'mean': x.mean(axis=0).astype(np.float32), 'log_scale': log_scale.astype(np.float32)}

@@ -1,8 +1,7 @@
 """Device mesh construction.
 
-The mesh has two axes: ``data`` (batch split, parameters replicated) and ``fsdp`` (batch
-split *and* parameters sharded, ZeRO-3 style). The same code runs on 1 CPU, 8 simulated CPU
-devices, one GPU or a TPU pod slice (every process sees the global device list).
+Axes ``data`` (batch split, parameters replicated) and ``fsdp`` (batch split and parameters
+sharded, ZeRO-3 style); the same code on 1 CPU, simulated devices, a GPU or a TPU pod slice.
 """
 
 from __future__ import annotations
@@ -36,8 +35,7 @@ def mesh_shape(mesh: ml_collections.ConfigDict, num_devices: int) -> tuple[int, 
 def make_mesh(mesh: ml_collections.ConfigDict, devices=None) -> Mesh:
   """Builds the ('data', 'fsdp') Mesh over ``devices`` (default: all global devices).
 
-  Built explicitly (not ``jax.make_mesh``, which now defaults to Explicit axis types) so that
-  shardings are plain GSPMD annotations.
+  Not ``jax.make_mesh``, which defaults to Explicit axes: shardings stay plain GSPMD.
   """
   devices = np.asarray(jax.devices() if devices is None else devices)
   shape = mesh_shape(mesh, devices.size)
@@ -45,11 +43,11 @@ def make_mesh(mesh: ml_collections.ConfigDict, devices=None) -> Mesh:
 
 
 def initialize_distributed() -> None:
-  """``jax.distributed.initialize`` for multi-process runs (TPU pod slices, SLURM, or the
-  JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables).
+  """``jax.distributed.initialize`` for multi-process runs (TPU pod slices, SLURM, or env vars).
 
-  ``JAX_INITIALIZATION_TIMEOUT`` (seconds; JAX's default is 300) bounds the wait for every
-  process to connect: a process whose peers never start fails after it instead of hanging.
+  The variables are JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID;
+  ``JAX_INITIALIZATION_TIMEOUT`` (seconds; JAX's default 300) bounds the wait for all processes:
+  a process whose peers never start fails then instead of hanging.
 
   Raises:
     ValueError: one of those variables is not a whole number in range (names it).
@@ -76,6 +74,5 @@ def _env_int(name: str, *, minimum: int) -> int:
 
 
 def mesh_config(*, data: int = -1, fsdp: int = 1) -> ml_collections.ConfigDict:
-  """``config.mesh``: data-parallel size (-1 = every device not used by fsdp) and the
-  parameter-sharding (fsdp) size; see ``mesh_shape``."""
+  """``config.mesh``: data-parallel size (-1 = devices not used by fsdp) and fsdp size."""
   return ml_collections.ConfigDict({'data': data, 'fsdp': fsdp})

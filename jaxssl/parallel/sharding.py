@@ -20,10 +20,7 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 def check_batch_size(global_batch_size: int, mesh: Mesh, field: str = 'global_batch_size',
                      process_count: int | None = None) -> None:
-  """Raises ValueError (naming ``field``) if the batch cannot be split over the mesh.
-
-  The batch must divide evenly over all devices and over the processes that feed them.
-  """
+  """ValueError (naming ``field``) unless the batch divides over all devices and processes."""
   n = mesh.devices.size
   processes = jax.process_count() if process_count is None else process_count
   if global_batch_size < 1 or global_batch_size % n or global_batch_size % processes:
@@ -53,20 +50,26 @@ def tree_shardings(tree, mesh: Mesh):
   return jax.tree.map(lambda x: NamedSharding(mesh, _param_spec(np.shape(x), fsdp)), tree)
 
 
-def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """Assembles this process's slice of the global batch into global sharded arrays.
+def mesh_of(tree) -> Mesh:
+  """The mesh ``tree``'s arrays live on; ValueError if none has a NamedSharding."""
+  for leaf in jax.tree.leaves(tree):
+    if isinstance(getattr(leaf, 'sharding', None), NamedSharding):
+      return leaf.sharding.mesh
+  raise ValueError('no array of the tree is placed on a mesh')
 
-  Each process passes the rows it read (``global_batch / process_count`` of them); the result
-  is one global array per key, split over the mesh's devices.
-  """
+
+def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """Global sharded arrays from this process's rows (``global_batch / process_count`` each)."""
   sharding = batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
 
 def jit_train_step(step_fn, state_shardings, mesh: Mesh):
-  """``jax.jit`` of ``step_fn(state, batch, rng) -> (state, metrics)`` over the mesh: state
-  in and out on its shardings (donated), batch split over ``BATCH_AXES``, rng and metrics
-  replicated."""
+  """``jax.jit`` of ``step_fn(state, batch, rng) -> (state, metrics)`` over the mesh.
+
+  State in and out on its shardings (donated), batch split over ``BATCH_AXES``, rng and metrics
+  replicated.
+  """
   return jax.jit(step_fn, in_shardings=(state_shardings, batch_sharding(mesh), replicated(mesh)),
                  out_shardings=(state_shardings, replicated(mesh)), donate_argnums=(0,))
 

@@ -1,13 +1,14 @@
 """Orbax checkpoints: one folder per step under ``WORKDIR/checkpoints``.
 
-Each checkpoint holds the TrainState (params, optimizer state, step, extras) and a JSON
-``meta`` item (experiment name, resolved config). The data position needs no entry: every
-experiment's batches are a pure function of (seed, step).
+Each checkpoint holds the TrainState's arrays (params, optimizer state, step, extras; its
+static graphdef and optimizer are rebuilt from the config) and a JSON ``meta`` item
+(experiment name, resolved config, data hash). The data position needs no entry: every
+experiment's batches are a pure function of (seed, step). Workdir ownership and resume
+rules: ``train.workdir``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -22,9 +23,13 @@ import orbax.checkpoint as ocp
 def make_manager(workdir: str, *, max_to_keep: int = 3,
                  enable_async: bool = True) -> ocp.CheckpointManager:
   """A CheckpointManager over ``WORKDIR/checkpoints`` with items 'state' and 'meta'."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                         enable_async_checkpointing=enable_async,
-                                         cleanup_tmp_directories=True)
+  # The step folders are made in save() and only the writes run in the background: Orbax's
+  # default makes them on a thread too, and when that mkdir failed (a full or read-only disk)
+  # its writer threads waited out a 300 s timeout before the process could exit.
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=max_to_keep, enable_async_checkpointing=enable_async,
+      cleanup_tmp_directories=True,
+      async_options=ocp.AsyncOptions(create_directories_asynchronously=False))
   manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
                                   options=options, item_names=('state', 'meta'))
   _await_tmp_cleanup(manager)
@@ -32,13 +37,9 @@ def make_manager(workdir: str, *, max_to_keep: int = 3,
 
 
 def _await_tmp_cleanup(manager: ocp.CheckpointManager) -> None:
-  """Waits for the manager's start-up sweep of ``*.orbax-checkpoint-tmp`` folders.
-
-  Orbax 0.12 runs that sweep on a background thread and ``close()`` does not wait for it;
-  a process that exits soon after (an input error right after opening the workdir) then
-  prints a "cannot schedule new futures after interpreter shutdown" traceback from it.
-  The sweep only lists one folder, so waiting costs nothing.
-  """
+  """Waits for the manager's start-up sweep of ``*.orbax-checkpoint-tmp`` folders: Orbax
+  runs it on a thread that ``close()`` does not wait for, and a process exiting soon after
+  printed a traceback from it. The sweep lists one folder, so waiting costs nothing."""
   wait = getattr(manager, '_maybe_await_cleanup_tmp_directory', None)
   if wait is not None:
     wait()
@@ -50,10 +51,11 @@ def save(manager: ocp.CheckpointManager, step: int, state, meta: dict) -> None:
                                              meta=ocp.args.JsonSave(meta)), force=True)
 
 
-def abstract_like(state, shardings):
-  """ShapeDtypeStructs of ``state`` carrying ``shardings``: the restore target."""
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                      state, shardings)
+def abstract_like(state):
+  """ShapeDtypeStructs of ``state`` (on the mesh) carrying its shardings: the restore
+  target, so every process reads only its shards."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                      state)
 
 
 # What Orbax raises for a damaged checkpoint (measured with 0.12: truncated files give
@@ -64,25 +66,17 @@ DAMAGE_ERRORS = (OSError, ValueError, LookupError)
 
 
 def restore_latest(manager: ocp.CheckpointManager, target):
-  """Restores the newest checkpoint that reads back, onto ``target``'s shapes and shardings.
+  """Restores the newest checkpoint that reads back onto ``target`` (``abstract_like``).
 
-  A checkpoint that fails to read (truncated or deleted files: ``DAMAGE_ERRORS``) is
-  reported with a warning naming its folder, and the next older one is tried. When an older
-  one reads back, the damaged newer folders are moved to ``WORKDIR/damaged_checkpoints/<step>``
-  (kept for inspection), so the resumed run can save those steps again. With several
-  processes, each reads its own shards: a step counts as read only when every process read
-  it (an all-gather per step tried), so all of them resume from the same step.
-
-  Args:
-    manager: from ``make_manager``.
-    target: pytree of ``jax.ShapeDtypeStruct`` with shardings (see ``abstract_like``).
+  A damaged one (``DAMAGE_ERRORS``) is reported and the next older tried; once one reads
+  back, the damaged newer folders move to ``WORKDIR/damaged_checkpoints/<step>``. With
+  several processes a step counts as read only when every process read its shards.
 
   Returns:
     (state, step, meta), or (None, None, None) when the workdir has no checkpoint.
 
   Raises:
-    NoReadableCheckpoint: checkpoints exist but none of them can be read (names every
-      folder), so a run never silently starts from scratch over them.
+    NoReadableCheckpoint: checkpoints exist but none reads back (names every folder).
   """
   steps = sorted(manager.all_steps(), reverse=True)
   failures = []
@@ -144,7 +138,7 @@ class NoReadableCheckpoint(RuntimeError):
   """Checkpoints exist in the workdir but none of them reads back."""
 
 
-def restore_or_keep(workdir: str, state, shardings, *, max_to_keep: int = 3):
+def restore_or_keep(workdir: str, state, *, max_to_keep: int = 3):
   """Opens the workdir's CheckpointManager and restores its newest readable checkpoint.
 
   Returns:
@@ -156,7 +150,7 @@ def restore_or_keep(workdir: str, state, shardings, *, max_to_keep: int = 3):
   """
   manager = make_manager(workdir, max_to_keep=max_to_keep)
   try:
-    restored, step, _ = restore_latest(manager, abstract_like(state, shardings))
+    restored, step, _ = restore_latest(manager, abstract_like(state))
   except BaseException:
     manager.close()
     raise
@@ -175,81 +169,3 @@ def latest_meta(manager: ocp.CheckpointManager) -> tuple[int | None, dict | None
     except Exception as e:  # pylint: disable=broad-except
       logging.warning('could not read the meta of checkpoint %s: %s', step, e)
   return None, None
-
-
-def open_workdir(workdir: str, *, experiment: str, config) -> dict:
-  """Creates ``workdir``, refuses a foreign one, and records the resolved config and this
-  start (versions, git commit, devices: ``provenance.append_run_record``).
-
-  The checkpoints' meta is read with a manager that is closed again, so nothing is left
-  running if loading the data fails next.
-
-  Args:
-    workdir: the run's output folder.
-    experiment: the experiment's name, stored with every checkpoint.
-    config: the resolved ``ml_collections.ConfigDict``; written to ``WORKDIR/config.json``.
-
-  Returns:
-    The meta of the newest checkpoint ({} for a fresh workdir).
-
-  Raises:
-    ValueError: checkpoints of another experiment or an incompatible config (see
-      ``config_checks.check_workdir``), or, in a workdir without checkpoints (k-means,
-      compare, a run that stopped before its first save), a ``run_info.json`` or
-      ``summary.json`` written by another experiment or not readable.
-  """
-  # pylint: disable-next=import-outside-toplevel
-  from jaxssl.train import config_checks, provenance, writers
-  os.makedirs(workdir, exist_ok=True)
-  meta = {}
-  if os.path.isdir(os.path.join(workdir, 'checkpoints')):  # opening a manager creates it
-    manager = make_manager(workdir, enable_async=False)
-    try:
-      meta = config_checks.check_workdir(manager, experiment, config) or {}
-    finally:
-      manager.close()
-  if not meta:
-    _check_owner(workdir, experiment)
-  writers.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
-  if jax.process_index() == 0:  # only it writes; the others skip the git calls too
-    provenance.append_run_record(workdir, provenance.run_record(
-        experiment=experiment, seed=config.get('seed')))
-  return meta
-
-
-def _check_owner(workdir: str, experiment: str) -> None:
-  """Raises ValueError if ``WORKDIR/run_info.json`` (a record per start, also of runs that
-  crashed before their summary) or ``summary.json`` names another experiment, or is not
-  readable JSON."""
-  for name, advice in (('run_info.json', 'move it away'),
-                       ('summary.json', 'delete it (checkpoints are kept and a rerun '
-                                        'evaluates again)')):
-    path = os.path.join(workdir, name)
-    if not os.path.exists(path):
-      continue
-    try:
-      with open(path, encoding='utf-8') as f:
-        content = json.load(f)
-      records = content if isinstance(content, list) else [content]
-      owners = {r.get('experiment') for r in records} - {None}
-    except (OSError, ValueError, AttributeError) as e:
-      raise ValueError(f'{path} is not readable ({e}); {advice} or use another '
-                       '--workdir') from e
-    if owners - {experiment}:
-      raise ValueError(f'workdir {workdir} holds a run of experiment '
-                       f'{sorted(owners - {experiment})[0]!r}, not {experiment!r} (see {path}): '
-                       'use another --workdir')
-
-
-def check_data(saved_meta: dict, info: dict, workdir: str) -> None:
-  """Refuses to resume onto other data: ``saved_meta['data_sha256']`` (if any) must equal
-  ``info['data/sha256']``.
-
-  Raises:
-    ValueError: naming the workdir, the data source and both hashes.
-  """
-  saved = saved_meta.get('data_sha256')
-  if saved not in (None, info['data/sha256']):
-    raise ValueError(f'{workdir}: its checkpoints were trained on data with sha256 {saved}, '
-                     f'but {info["data/source"]} now gives {info["data/sha256"]}; use another '
-                     '--workdir or restore the data')

@@ -8,10 +8,7 @@ several experiments in one process (tests, sweeps) defines nothing twice.
 from __future__ import annotations
 
 import difflib
-import os
-import signal
 import sys
-import threading
 from typing import Callable
 
 import ml_collections
@@ -19,48 +16,12 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxssl.parallel import mesh as mesh_lib
-from jaxssl.train import checkpoint, loop
+from jaxssl.train import checkpoint, preemption
 
 
-PREEMPTED_EXIT_STATUS = 143  # 128 + SIGTERM
 # What a run reports as one ``error:`` line: bad config, data or workdir (missing, not a
 # folder, not writable: OSError names the path), unreadable checkpoints, divergence.
 RUN_ERRORS = (ValueError, OSError, FloatingPointError, checkpoint.NoReadableCheckpoint)
-
-
-TERMINATED_LINE = ('preempted (SIGTERM) outside the training loop (setup, data preparation or '
-                   'the final summary): saved checkpoints are kept; run the same command again '
-                   'to resume')
-
-
-def exit_on_sigterm() -> None:
-  """From now on, SIGTERM outside the training loop prints ``TERMINATED_LINE`` and exits at
-  once with ``PREEMPTED_EXIT_STATUS`` (``os._exit``: no ``except`` clause can swallow it).
-
-  Outside the loop no checkpoint is being written: the loop installs its own handler
-  (checkpoint, then ``loop.Preempted``) while it runs and defers SIGTERM until its saves are
-  complete. What the exit interrupts (data preparation, restoring, the final evaluation and
-  summary) a rerun redoes. Only from the main thread (Python handles signals there only).
-  """
-  if threading.current_thread() is threading.main_thread():
-    signal.signal(signal.SIGTERM, _exit_terminated)
-
-
-def _exit_terminated(signum, frame):
-  del signum, frame
-  for stream in (sys.stdout, sys.stderr):  # what was printed before the line
-    try:
-      stream.flush()
-    except (OSError, ValueError, RuntimeError):  # closed, or interrupted mid-write
-      pass
-  os.write(2, f'\n{TERMINATED_LINE}\n'.encode())  # a progress bar may have left a partial line
-  os._exit(PREEMPTED_EXIT_STATUS)
-
-
-def exit_preempted(e: loop.Preempted) -> None:
-  """Prints the preemption line and exits with ``PREEMPTED_EXIT_STATUS``."""
-  print(e, file=sys.stderr)
-  sys.exit(PREEMPTED_EXIT_STATUS)
 
 
 def parse_flags(argv, default: ml_collections.ConfigDict | None = None):
@@ -83,12 +44,8 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
 
   ``--config.<field>=<value>`` overrides ``get_config()``; a misspelt field, a bad config
   value, missing or bad data, a foreign workdir, unreadable checkpoints and a diverged run
-  (non-finite metrics) each exit with one line ``error: ...`` and status 1. SIGTERM
-  (preemption) checkpoints the current step and exits with status 143 (128 + SIGTERM, so a
-  scheduler that restarts failed jobs restarts it) and one line saying so; outside the
-  training loop (one process, once the imports are done) it exits the same way without a new
-  checkpoint (``exit_on_sigterm``). With ``--multiprocess``, JAX's preemption sync point
-  handles SIGTERM.
+  (non-finite metrics) each exit with one line ``error: ...`` and status 1; SIGTERM exits
+  with status 143 and one line (``train.preemption``).
   """
   default = get_config()
   try:  # overrides are applied here, as the flag is defined, so a misspelt field fails here
@@ -105,15 +62,15 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     if not multiprocess.value:  # several processes: JAX's preemption notifier owns SIGTERM
-      exit_on_sigterm()
+      preemption.exit_on_sigterm()
     try:
       if multiprocess.value:
         mesh_lib.initialize_distributed()
       summary = train_and_evaluate(config.value, workdir.value)
     except RUN_ERRORS as e:
       sys.exit(f'error: {e}')
-    except loop.Preempted as e:
-      exit_preempted(e)
+    except preemption.Preempted as e:
+      preemption.exit_preempted(e)
     logging.info('summary: %s', {k: v for k, v in summary.items() if k.startswith('eval/')})
 
   app.run(main, flags_parser=lambda argv: parse_flags(argv, default))

@@ -14,33 +14,56 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 from flax import struct
+from flax.core import FrozenDict
 
 from jaxssl.parallel import sharding
 
 
 class TrainState(struct.PyTreeNode):
-  """Everything a run needs to continue exactly: saved and restored as one pytree.
+  """Everything a run needs to continue exactly; the arrays are saved as one pytree.
 
   Attributes:
     step: int32 scalar, optimizer steps taken.
     params: pure dict of float32 parameter arrays.
     opt_state: the optax state for ``params``.
-    extra: method-specific state (EMA targets, BatchNorm statistics, ...), a pytree; {} if
-      none.
+    extra: method-specific state (EMA targets, BatchNorm statistics, ...); {} if none.
+    graphdef: static (not a pytree leaf, not checkpointed): the model's ``nnx.GraphDef``,
+      or a ``FrozenDict`` of them for several networks (GAN, BYOL).
+    tx: static: the ``optax.GradientTransformation`` (or a ``FrozenDict`` of them).
   """
   step: jax.Array
   params: Any
   opt_state: Any
   extra: Any = struct.field(default_factory=dict)
+  graphdef: Any = struct.field(pytree_node=False, default=None)
+  tx: Any = struct.field(pytree_node=False, default=None)
+
+  def apply_gradients(self, grads) -> TrainState:
+    """One update of ``tx``; increments ``step``."""
+    updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+    return self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates),
+                        opt_state=opt_state)
+
+
+def create(params, tx, *, graphdef, extra=None) -> TrainState:
+  """A fresh TrainState at step 0 (``tx`` one transformation of all ``params``)."""
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    extra={} if extra is None else extra, graphdef=graphdef, tx=tx)
+
+
+def frozen(**parts) -> FrozenDict:
+  """The hashable mapping a state holds several graphdefs or optimizers in (jit hashes the
+  static fields of its arguments)."""
+  return FrozenDict(parts)
 
 
 def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, dict]:
   """(graphdef, params): the static structure and a pure dict of ``nnx.Param`` arrays.
 
   Raises:
-    ValueError: the module holds state other than parameters (e.g. an ``nnx.Rngs`` or
-      BatchNorm statistics), which would be silently dropped; keep RNG state out of modules
-      and pass keys per call, and split models with BatchNorm by ``split_model_with_stats``.
+    ValueError: the module holds state other than parameters (an ``nnx.Rngs``, BatchNorm
+      statistics), which would be silently dropped; split BatchNorm models with
+      ``split_model_with_stats`` and pass RNG keys per call.
   """
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   if jax.tree.leaves(rest):
@@ -51,10 +74,8 @@ def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, dict]:
 
 
 def split_model_with_stats(model: nnx.Module) -> tuple[nnx.GraphDef, dict, dict]:
-  """(graphdef, params, batch_stats): like ``split_model`` for models with BatchNorm.
-
-  ``batch_stats`` is the pure dict of the ``nnx.BatchStat`` arrays (running means and
-  variances); it lives in ``TrainState.extra`` and is updated by the step, not by optax.
+  """(graphdef, params, batch_stats): ``split_model`` for models with BatchNorm; the
+  statistics live in ``TrainState.extra`` and the step (not optax) updates them.
 
   Raises:
     ValueError: the module holds state other than parameters and batch statistics.
@@ -80,52 +101,36 @@ def batch_stats(model: nnx.Module) -> dict:
   return nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
 
-def create(params, tx: optax.GradientTransformation, extra=None) -> TrainState:
-  """A fresh TrainState at step 0."""
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    extra={} if extra is None else extra)
+def shardings(state: TrainState) -> TrainState:
+  """The NamedSharding of every array of ``state`` (a state on the mesh), same structure."""
+  return jax.tree.map(lambda x: x.sharding, state)
 
 
-def apply_gradients(state: TrainState, grads, tx: optax.GradientTransformation) -> TrainState:
-  """One optimizer update; increments ``step``."""
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                       opt_state=opt_state)
-
-
-def jit_init(init: Callable[[jax.Array], TrainState], mesh, rng: jax.Array):
-  """Runs ``init(rng) -> TrainState`` jitted straight onto the mesh's shardings.
-
-  Returns:
-    (state, shardings): parameters, optimizer moments and ``extra`` FSDP-sharded as
-    ``parallel.sharding.tree_shardings`` decides (replicated when ``mesh.fsdp == 1``).
-  """
-  shardings = sharding.tree_shardings(jax.eval_shape(init, rng), mesh)
-  return jax.jit(init, out_shardings=shardings)(rng), shardings
+def jit_init(init: Callable[[jax.Array], TrainState], mesh, rng: jax.Array) -> TrainState:
+  """Runs ``init(rng) -> TrainState`` jitted straight onto the mesh: parameters, moments and
+  ``extra`` FSDP-sharded as ``parallel.sharding.tree_shardings`` decides (replicated when
+  ``mesh.fsdp == 1``), so no state is ever whole on one device."""
+  out = sharding.tree_shardings(jax.eval_shape(init, rng), mesh)
+  return jax.jit(init, out_shardings=out)(rng)
 
 
 def init_on_mesh(make_model: Callable[[nnx.Rngs], nnx.Module], tx: optax.GradientTransformation,
-                 mesh, rng: jax.Array, *, batch_stats: bool = False):
-  """Builds a fresh TrainState directly on the mesh (never whole on one device).
+                 mesh, rng: jax.Array, *, with_stats: bool = False) -> TrainState:
+  """A fresh TrainState of one model and optimizer, built directly on the mesh.
 
   Args:
-    make_model: ``rngs -> nnx.Module``: parameters only (see ``split_model``), or with
-      BatchNorm statistics when ``batch_stats`` (see ``split_model_with_stats``).
+    make_model: ``rngs -> nnx.Module``: parameters only, or with BatchNorm statistics (kept
+      in ``state.extra['batch_stats']``) when ``with_stats``.
     tx: the optimizer.
     mesh: ``jax.sharding.Mesh`` with the ``parallel.mesh`` axes.
-    rng: parameter-init key.
-    batch_stats: keep the model's ``nnx.BatchStat`` variables in
-      ``state.extra['batch_stats']``.
-
-  Returns:
-    (graphdef, state, shardings): the model structure, the state, and the state's
-    NamedShardings (see ``jit_init``).
+    rng: the parameter-init key.
   """
-  split = split_model_with_stats if batch_stats else split_model
+  split = split_model_with_stats if with_stats else split_model
   graphdef = split(nnx.eval_shape(lambda: make_model(nnx.Rngs(0))))[0]
 
   def init(key):
     parts = split(make_model(nnx.Rngs(params=key)))
-    return create(parts[1], tx, extra={'batch_stats': parts[2]} if batch_stats else None)
+    return create(parts[1], tx, graphdef=graphdef,
+                  extra={'batch_stats': parts[2]} if with_stats else None)
 
-  return (graphdef,) + jit_init(init, mesh, rng)
+  return jit_init(init, mesh, rng)

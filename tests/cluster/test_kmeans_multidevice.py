@@ -10,7 +10,7 @@ import pytest
 from sklearn import datasets
 from sklearn import preprocessing
 
-from jaxssl.cluster import kmeans
+from jaxssl.cluster import algorithms, kmeans
 from tests import multidevice
 
 pytestmark = multidevice.MARKS
@@ -22,7 +22,7 @@ def digits():
   return preprocessing.StandardScaler().fit_transform(datasets.load_digits().data)
 
 
-@pytest.mark.parametrize('algorithm', kmeans.ALGORITHMS)
+@pytest.mark.parametrize('algorithm', algorithms.ALGORITHMS)
 @pytest.mark.parametrize('fsdp', [1, 2])
 def test_eight_devices_give_the_one_device_fit(digits, algorithm, fsdp):
   one = kmeans.KMeans(10, n_init=2, seed=3, algorithm=algorithm, mesh=multidevice.mesh(1)).fit(digits)
@@ -38,15 +38,15 @@ def test_eight_devices_give_the_one_device_fit(digits, algorithm, fsdp):
 def test_sums_and_counts_are_all_reduced_over_the_devices(digits):
   xs, ws, _ = kmeans.place(digits.astype(np.float32), multidevice.mesh(8))
   assert len(xs.sharding.device_set) == 8
-  hlo = kmeans.lloyd.lower(xs, ws, jnp.zeros((10, 64)), algorithm='lloyd').compile().as_text()
+  hlo = algorithms.lloyd.lower(xs, ws, jnp.zeros((10, 64)), algorithm='lloyd').compile().as_text()
   assert 'all-reduce' in hlo
 
 
 def test_three_points_on_eight_devices_match_the_hand_worked_fit():
   # Five of the eight rows are padding: the first iteration must still recompute every
-  # real point (see tests/cluster/test_kmeans.py for the hand-worked values).
+  # real point (see tests/cluster/test_algorithms.py for the hand-worked values).
   x = np.array([[1.0], [2.0], [3.0]])
-  for algorithm in kmeans.ALGORITHMS:
+  for algorithm in algorithms.ALGORITHMS:
     model = kmeans.KMeans(3, init=np.array([[4.0], [0.0], [1.0]]), mesh=multidevice.mesh(8),
                           algorithm=algorithm).fit(x)
     np.testing.assert_array_equal(model.cluster_centers_, [[3.0], [2.0], [1.0]])

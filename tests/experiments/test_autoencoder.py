@@ -25,7 +25,7 @@ def test_metrics_and_image_files(smoke_run):
 
 def test_mean_image_baseline_matches_numpy(cache_dir):
   config = smoke(autoencoder, cache_dir)
-  data = autoencoder.prepare_data(config)
+  data = autoencoder.prepare_data(config, None)
   test = data['test']['image'].astype(np.float64) / 255
   mse = ((test - data['mean_image'][None]) ** 2).mean(axis=(1, 2, 3))
   expected = np.mean(10 * np.log10(1 / np.maximum(mse, 1e-10)))
@@ -50,10 +50,11 @@ def test_anomaly_class_is_left_out_and_scored(cache_dir, tmp_path):
       smoke(autoencoder, cache_dir, **{'method.anomaly_class': 3}), str(tmp_path))
   assert s['data/num_train_used'] < s['data/num_train']
   assert 0.0 <= s['eval/anomaly_auroc'] <= 1.0
-  data = autoencoder.prepare_data(smoke(autoencoder, cache_dir, **{'method.anomaly_class': 3}))
+  data = autoencoder.prepare_data(smoke(autoencoder, cache_dir, **{'method.anomaly_class': 3}),
+                                  None)
   assert (data['train']['label'] != 3).all()
   assert s['data/num_train'] - s['data/num_train_used'] == (
-      autoencoder.prepare_data(smoke(autoencoder, cache_dir))['train']['label'] == 3).sum()
+      autoencoder.prepare_data(smoke(autoencoder, cache_dir), None)['train']['label'] == 3).sum()
 
 
 @pytest.mark.parametrize('field, value, match', [

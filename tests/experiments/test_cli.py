@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import orbax.checkpoint as ocp
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -70,13 +71,13 @@ where = sys.argv[1]
 kill = lambda: os.kill(os.getpid(), signal.SIGTERM)
 if where == 'prepare_data':
   real = autoencoder.prepare_data
-  def prepare_data(config):
+  def prepare_data(config, workdir):
     try:
       kill()
       time.sleep(0.5)  # the handler runs here
     except Exception:
       pass
-    return real(config)
+    return real(config, workdir)
   autoencoder.prepare_data = prepare_data
 elif where == 'write_summary':
   real = writers.write_summary
@@ -117,3 +118,57 @@ def test_sigterm_outside_the_loop_is_one_line_and_status_143(where, checkpoints,
   folder = workdir / 'checkpoints'
   assert (sorted(os.listdir(folder)) if folder.exists() else []) == checkpoints
   assert not (workdir / 'summary.json').exists()
+
+
+# Runs the autoencoder's smoke config through cli.run; once checkpoint 3 is complete, the
+# checkpoints folder refuses new entries (os.mkdir raises EROFS below it, as on a read-only
+# mount, also when running as root), so the save of step 6 fails. argv[1]: the workdir.
+_READ_ONLY_DRIVER = '''
+import errno, os, sys
+from experiments import autoencoder
+from jaxssl.train import cli
+folder = os.path.join(os.path.abspath(sys.argv[1]), 'checkpoints')
+mkdir = os.mkdir
+def read_only_after_the_first_save(path, *args, **kwargs):
+  path = os.path.abspath(os.fspath(path))
+  if os.path.isdir(os.path.join(folder, '3')) and path.startswith(folder + os.sep):
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+  return mkdir(path, *args, **kwargs)
+os.mkdir = read_only_after_the_first_save
+sys.argv = ['autoencoder', '--workdir=' + sys.argv[1]] + sys.argv[2:]
+cli.run(autoencoder.get_config, autoencoder.train_and_evaluate)
+'''
+
+
+def test_a_failed_checkpoint_save_exits_at_once_and_keeps_the_earlier_checkpoint(tmp_path):
+  # Orbax 0.12 by default creates a save's folder on a background thread that the writers
+  # wait on; when that mkdir failed they waited out a 300 s timeout before the process
+  # could exit. The bound below is generous; the exit takes a few seconds.
+  workdir, cache = tmp_path / 'w', tmp_path / 'cache'
+  smoke = ['--config.num_train_steps=6', '--config.log_every_steps=2',
+           '--config.eval_every_steps=0', '--config.checkpoint_every_steps=3',
+           '--config.optim.warmup_steps=2', '--config.global_batch_size=16',
+           '--config.model.widths=(4,8)', '--config.model.latent_dim=4',
+           '--config.eval.global_batch_size=128', f'--config.data.cache_dir={cache}']
+  proc = subprocess.Popen([sys.executable, '-c', _READ_ONLY_DRIVER, str(workdir), *smoke],
+                          cwd=ROOT, stderr=subprocess.PIPE, text=True)
+  lines = []
+  try:
+    for line in proc.stderr:  # until the error line (the run itself takes its time)
+      lines.append(line)
+      if line.startswith('error:'):
+        break
+    rest = proc.communicate(timeout=30)[1]  # the exit, from the error line on
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    proc.communicate()
+    pytest.fail('the run did not exit within 30 s of its error line:\n' + ''.join(lines[-5:]))
+  stderr = ''.join(lines) + rest
+  assert proc.returncode == 1, stderr[-3000:]
+  assert 'Traceback' not in stderr, stderr[-3000:]
+  assert stderr.rstrip().splitlines()[-1] == (
+      f"error: [Errno 30] Read-only file system: '{workdir}/checkpoints/6.orbax-checkpoint-tmp'")
+  # The earlier checkpoint is intact and alone: it reads back whole.
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['3']
+  state = ocp.StandardCheckpointer().restore(workdir / 'checkpoints' / '3' / 'state')
+  assert int(state['step']) == 3 and state['params']

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from experiments import autoencoder, byol, clm_pretrain, dcgan, mlm_pretrain, simclr, vae
-from jaxssl.data import text
-from jaxssl.train import checkpoint, loop
-from tests.experiments.helpers import (batch_getter_sending_sigterm, counting, evals, save_killed_at,
-                                      smoke)
+from jaxssl.data import pipeline, text
+from jaxssl.train import checkpoint, preemption
+from tests.experiments.helpers import (SimulatedFault, batch_getter_sending_sigterm, counting,
+                                      evals, fail_after, save_killed_at, smoke)
 
 LANGUAGE_MODELS = [mlm_pretrain, clm_pretrain]
 EXPERIMENTS = LANGUAGE_MODELS + [autoencoder, vae, dcgan, simclr, byol]
@@ -72,8 +72,7 @@ def test_same_seed_same_metrics_other_seed_differs(reference_run, cache_dir, tmp
 def test_interrupted_run_resumes_to_the_same_result(reference_run, cache_dir, tmp_path):
   module, ref_dir, reference = reference_run
   workdir = str(tmp_path / 'w')
-  with pytest.raises(loop.SimulatedFault):
-    module.train_and_evaluate(smoke(module, cache_dir), workdir, fail_at_step=4)
+  fail_after(4, module, smoke(module, cache_dir), workdir)
   # Step 4 is past the step-3 checkpoint: the resumed run replays step 4 from step 3. The
   # restored state has the types the step returns: one compilation for steps 4-6.
   with counting() as counts:
@@ -94,13 +93,14 @@ def test_interrupted_at_other_points_resumes_to_the_same_result(point, restored,
   # (which leaves a partial temporary folder, as a kill during the write would).
   module, ref_dir, reference = reference_run
   workdir = str(tmp_path / 'w')
-  save = checkpoint.save
   if point == 'save':
+    save = checkpoint.save
     monkeypatch.setattr(checkpoint, 'save', save_killed_at(6))
-  with pytest.raises(loop.SimulatedFault):
-    module.train_and_evaluate(smoke(module, cache_dir), workdir,
-                              fail_at_step=None if point == 'save' else point)
-  monkeypatch.setattr(checkpoint, 'save', save)
+    with pytest.raises(SimulatedFault):
+      module.train_and_evaluate(smoke(module, cache_dir), workdir)
+    monkeypatch.setattr(checkpoint, 'save', save)
+  else:
+    fail_after(point, module, smoke(module, cache_dir), workdir)
   resumed = module.train_and_evaluate(smoke(module, cache_dir), workdir)
   assert resumed['restored_from_step'] == restored
   assert evals(resumed) == evals(reference)
@@ -110,14 +110,14 @@ def test_interrupted_at_other_points_resumes_to_the_same_result(point, restored,
 def test_sigterm_checkpoints_the_step_and_the_rerun_matches(reference_run, cache_dir, tmp_path,
                                                            monkeypatch):
   module, ref_dir, reference = reference_run
-  batch_getter = loop.batch_getter
-  monkeypatch.setattr(loop, 'batch_getter', batch_getter_sending_sigterm(5))  # during step 5
+  batch_getter = pipeline.batch_getter
+  monkeypatch.setattr(pipeline, 'batch_getter', batch_getter_sending_sigterm(5))  # during step 5
   workdir = str(tmp_path / 'w')
-  with pytest.raises(loop.Preempted, match='at step 5'):
+  with pytest.raises(preemption.Preempted, match='at step 5'):
     module.train_and_evaluate(smoke(module, cache_dir), workdir)
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['3', '5']
-  monkeypatch.setattr(loop, 'batch_getter', batch_getter)
+  monkeypatch.setattr(pipeline, 'batch_getter', batch_getter)
   resumed = module.train_and_evaluate(smoke(module, cache_dir), workdir)
   assert resumed['restored_from_step'] == 5
   assert evals(resumed) == evals(reference)
@@ -151,8 +151,7 @@ def test_missing_files_are_named(module, tmp_path):
 @pytest.mark.parametrize('module', LANGUAGE_MODELS, ids=lambda m: m.EXPERIMENT)
 def test_stale_tokenizer_without_checkpoint_is_retrained(module, cache_dir, tmp_path):
   workdir = str(tmp_path / 'w')
-  with pytest.raises(loop.SimulatedFault):  # killed before its first checkpoint (step 3)
-    module.train_and_evaluate(smoke(module, cache_dir), workdir, fail_at_step=1)
+  fail_after(1, module, smoke(module, cache_dir), workdir)  # before its first checkpoint (3)
   summary = module.train_and_evaluate(smoke(module, cache_dir, **{'data.vocab_size': 400}),
                                       workdir)
   assert summary['data/vocab_size'] == 400

@@ -13,20 +13,18 @@ import pytest
 import scipy.linalg
 
 from experiments import dcgan
-from jaxssl.parallel import mesh as mesh_lib
+from jaxssl.models import gan
 from jaxssl.train import state as state_lib
-from tests.experiments.helpers import evals, smoke
+from tests.experiments.helpers import build_step, evals, smoke
 
 
 @pytest.fixture(scope='module')
-def setup(cache_dir):
+def setup(cache_dir, tmp_path_factory):
   config = smoke(dcgan, cache_dir)
-  data = dcgan.prepare_data(config)
-  mesh = mesh_lib.make_mesh(config.mesh)
-  graphdefs, tx, state, _ = dcgan.create_train_state(config, mesh, data)
-  real = dcgan.to_model_range(data['train']['image'][:16])
+  step, state, data = build_step(dcgan, config, str(tmp_path_factory.mktemp('dcgan_step')))
+  real = gan.to_model_range(data['train']['image'][:16])
   z = jax.random.normal(jax.random.key(5), (16, config.model.latent_dim))
-  return config, data, graphdefs, tx, state, real, z
+  return config, data, step, state, real, z
 
 
 def _parts(state, name):
@@ -38,8 +36,8 @@ def _same(a, b):
 
 
 def test_discriminator_step_leaves_the_generator_bit_identical(setup):
-  _, _, graphdefs, tx, state, real, z = setup
-  step = jax.jit(lambda s: dcgan.discriminator_step(s, real, z, graphdefs=graphdefs, tx=tx))
+  _, _, _, state, real, z = setup
+  step = jax.jit(lambda s: dcgan.discriminator_step(s, real, z))
   new, metrics = step(state)
   assert _same(_parts(new, 'generator'), _parts(state, 'generator'))
   assert not _same(new.params['discriminator'], state.params['discriminator'])
@@ -50,8 +48,8 @@ def test_discriminator_step_leaves_the_generator_bit_identical(setup):
 
 
 def test_generator_step_leaves_the_discriminator_bit_identical(setup):
-  _, _, graphdefs, tx, state, _, z = setup
-  step = jax.jit(lambda s: dcgan.generator_step(s, z, graphdefs=graphdefs, tx=tx))
+  _, _, _, state, _, z = setup
+  step = jax.jit(lambda s: dcgan.generator_step(s, z))
   new, metrics = step(state)
   assert _same(_parts(new, 'discriminator'), _parts(state, 'discriminator'))
   assert not _same(new.params['generator'], state.params['generator'])
@@ -61,13 +59,11 @@ def test_generator_step_leaves_the_discriminator_bit_identical(setup):
 
 
 def test_train_step_is_one_update_of_each_network(setup):
-  config, data, graphdefs, tx, state, _, _ = setup
-  step = jax.jit(dcgan.make_train_step(config, graphdefs, tx, data))
+  _, data, step, state, _, _ = setup
   batch = {k: v[:16] for k, v in data['train'].items()}
   new, metrics = step(state, batch, jax.random.key(0))
   assert int(new.step) == 1
-  assert {'d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm',
-          'learning_rate'} == set(metrics)
+  assert {'d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm'} == set(metrics)
   for name in dcgan.NETWORKS:  # Adam's count: one update each
     assert int(jax.tree.leaves(new.opt_state[name][0])[0]) == 1
 
@@ -84,13 +80,13 @@ def _sqrtm_fd(a, b):
 
 def test_sample_metrics_recomputed_from_the_saved_generator(smoke_run, cache_dir, setup):
   workdir, summary = smoke_run(dcgan)
-  config, data, graphdefs, *_ = setup
+  config, data, _, state, *_ = setup
   e = evals(summary)
   assert set(e) == {'eval/fd_classifier', 'eval/fd_classifier_untrained',
                     'eval/fd_classifier_train_images', 'eval/classes_covered',
                     'eval/class_entropy', 'eval/classifier_accuracy'}
   saved = ocp.StandardCheckpointer().restore(os.path.join(workdir, 'checkpoints', '6', 'state'))
-  g = state_lib.merge_model(graphdefs['generator'], saved['params']['generator'],
+  g = state_lib.merge_model(state.graphdef['generator'], saved['params']['generator'],
                             saved['extra']['batch_stats']['generator'])
   x = np.asarray(g(dcgan.eval_latents(config), train=False))  # [128, 8, 8, 1] in [-1, 1]
   samples = np.round((x + 1) * 127.5).astype(np.uint8)

@@ -22,6 +22,7 @@ from jaxssl.models import conv_ae
 from jaxssl.models import vae as vae_model
 from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.parallel import sharding
+from jaxssl.train import rngs
 from jaxssl.train import state as state_lib
 from tests.experiments.helpers import counting, smoke
 
@@ -110,7 +111,7 @@ def test_vae_grids_match_decoder_means_computed_one_by_one(likelihood):
   images = np.random.default_rng(2).integers(0, 256, (5, 8, 8, 1), dtype=np.uint8)
   graphdef, params = _random_params(lambda rngs: vae_model.VAE(
       (8, 8, 1), z_dim, config.model.widths, likelihood=likelihood,
-      num_levels=vae.NUM_LEVELS, rngs=rngs), seed=3)
+      num_levels=vae_model.NUM_LEVELS, rngs=rngs), seed=3)
   grid_fn = _grid_fn(vae, config, graphdef, params, images)
 
   with counting(ANY) as first:
@@ -190,11 +191,11 @@ def test_a_second_evaluation_compiles_nothing(module, cache_dir, tmp_path, monke
 def test_dcgan_initial_state_is_one_compiled_call(cache_dir):
   config = smoke(dcgan, cache_dir)
   config.model.generator_widths = (12, 6)  # shapes no other test compiles
-  data = dcgan.prepare_data(config)
+  data = dcgan.prepare_data(config, None)
   mesh = mesh_lib.make_mesh(config.mesh)
-  jax.random.fold_in(jax.random.key(config.seed), 0)  # the seed's key, shared by all runs
+  rng_init = rngs.run_keys(config.seed).init  # made outside: shared by all runs
   with counting(ANY) as counts:
-    _, _, state, _ = dcgan.create_train_state(config, mesh, data)
+    state = dcgan.create_train_state(config, data, mesh, rng_init)
   assert counts['compile'] == 1, counts
   assert state.params['generator']['deconvs'][0]['kernel'].shape == (4, 4, 12, 6)
 

@@ -19,10 +19,10 @@ import pytest
 
 from experiments import autoencoder, mlm_pretrain
 from jaxssl.parallel import sharding
-from jaxssl.train import checkpoint, loop
+from jaxssl.train import checkpoint, preemption
 from jaxssl.train import state as state_lib
-from tests.experiments.helpers import (evals, jit_train_step_sending_sigterm, save_killed_at,
-                                      smoke)
+from tests.experiments.helpers import (SimulatedFault, evals, jit_train_step_sending_sigterm,
+                                      save_killed_at, smoke)
 
 MODULES = [autoencoder, mlm_pretrain]
 
@@ -89,7 +89,7 @@ def test_crash_inside_a_save_resumes_from_the_last_complete_checkpoint(smoke_run
   workdir = str(tmp_path / 'w')
   save = checkpoint.save
   monkeypatch.setattr(checkpoint, 'save', save_killed_at(6))
-  with pytest.raises(loop.SimulatedFault):
+  with pytest.raises(SimulatedFault):
     autoencoder.train_and_evaluate(smoke(autoencoder, cache_dir), workdir)
   monkeypatch.setattr(checkpoint, 'save', save)
   resumed = autoencoder.train_and_evaluate(smoke(autoencoder, cache_dir), workdir)
@@ -129,7 +129,7 @@ def test_sigterm_in_the_last_step_checkpoints_it_and_skips_the_evaluation(smoke_
   jit_train_step = sharding.jit_train_step
   monkeypatch.setattr(sharding, 'jit_train_step', jit_train_step_sending_sigterm(5))  # step 6
   workdir = str(tmp_path / 'w')
-  with pytest.raises(loop.Preempted, match='at step 6'):
+  with pytest.raises(preemption.Preempted, match='at step 6'):
     autoencoder.train_and_evaluate(smoke(autoencoder, cache_dir), workdir)
   assert not os.path.exists(os.path.join(workdir, 'summary.json'))  # no evaluation yet
   monkeypatch.setattr(sharding, 'jit_train_step', jit_train_step)
@@ -151,7 +151,7 @@ def test_sigterm_during_the_final_save_is_acted_on_once_it_is_complete(smoke_run
       os.kill(os.getpid(), signal.SIGTERM)
   monkeypatch.setattr(checkpoint, 'save', save_then_sigterm)
   workdir = str(tmp_path / 'w')
-  with pytest.raises(loop.Preempted, match='at step 6'):
+  with pytest.raises(preemption.Preempted, match='at step 6'):
     autoencoder.train_and_evaluate(smoke(autoencoder, cache_dir), workdir)
   assert not os.path.exists(os.path.join(workdir, 'summary.json'))
   monkeypatch.setattr(checkpoint, 'save', save)
@@ -163,13 +163,14 @@ def test_sigterm_during_the_final_save_is_acted_on_once_it_is_complete(smoke_run
 def _poison_steps(monkeypatch, state_steps, *, loss=True):
   """Steps whose ``state.step`` going in is in ``state_steps`` get NaN gradients (inside the
   jitted step) and, with ``loss``, a NaN loss: what a bad batch or an overflow does."""
-  apply_gradients, jit_train_step = state_lib.apply_gradients, sharding.jit_train_step
+  apply_gradients = state_lib.TrainState.apply_gradients
+  jit_train_step = sharding.jit_train_step
   bad = jnp.asarray(sorted(state_steps))
 
-  def apply_poisoned(state, grads, tx):
+  def apply_poisoned(state, grads):
     nan_here = jnp.isin(state.step, bad)
-    return apply_gradients(state, jax.tree.map(
-        lambda g: jnp.where(nan_here, jnp.nan, g), grads), tx)
+    return apply_gradients(state, jax.tree.map(lambda g: jnp.where(nan_here, jnp.nan, g),
+                                               grads))
 
   def jit_poisoned(*args, **kwargs):
     step_fn = jit_train_step(*args, **kwargs)
@@ -180,7 +181,7 @@ def _poison_steps(monkeypatch, state_steps, *, loss=True):
       return new_state, dict(metrics, loss=metrics['loss'] * jnp.nan) if poison else metrics
     return run
 
-  monkeypatch.setattr(state_lib, 'apply_gradients', apply_poisoned)
+  monkeypatch.setattr(state_lib.TrainState, 'apply_gradients', apply_poisoned)
   monkeypatch.setattr(sharding, 'jit_train_step', jit_poisoned)
 
 

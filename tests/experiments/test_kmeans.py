@@ -125,7 +125,7 @@ def test_features_from_a_trained_autoencoder(smoke_run, cache_dir, tmp_path):
       smoke(kmeans_experiment, cache_dir, features_from=ae_dir), str(tmp_path / 'k'))
   assert summary['data/features_from'] == 'autoencoder'
   assert summary['data/features_from_step'] == 6
-  # The features rebuilt without experiments.encoders: the saved parameters in the model's
+  # The features rebuilt without tools.encoders: the saved parameters in the model's
   # own encode, on the autoencoder's train and test images, standardised.
   ae_config = smoke(autoencoder, cache_dir)
   data = images.load_images(ae_config.data)

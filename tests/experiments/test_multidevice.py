@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+import experiments
 from experiments import autoencoder, byol, clm_pretrain, dcgan, mlm_pretrain, simclr, vae
 from jaxssl.losses import lm
 from jaxssl.parallel import sharding
+from jaxssl.train import rngs
+from jaxssl.train import state as state_lib
 from tests import multidevice
 
 EXPERIMENTS = [mlm_pretrain, clm_pretrain, autoencoder, vae, dcgan, simclr, byol]
@@ -45,31 +48,21 @@ def test_loss_is_normalised_by_the_global_masked_count():
   assert abs(np.mean([t / c for t, c in per_device]) - expected) > 1e-3
 
 
-def _prepare(module, config, tmp_path):
-  """(data, the argument create_train_state takes after the mesh)."""
-  if module in (autoencoder, vae, dcgan, simclr, byol):
-    data = module.prepare_data(config)
-    return data, data
-  data = module.prepare_data(config, str(tmp_path))
-  return data, data['tokenizer'].vocab_size
-
-
 @pytest.mark.parametrize('module', EXPERIMENTS, ids=lambda m: m.EXPERIMENT)
 @pytest.mark.parametrize('fsdp', [1, 2])
 def test_eight_device_step_matches_one_device(tmp_path, module, fsdp):
   config = module.smoke_config()
   config.data.cache_dir = str(tmp_path / 'cache')
-  data, state_arg = _prepare(module, config, tmp_path)
+  data = module.prepare_data(config, str(tmp_path))
+  train_step = functools.partial(module.train_step, config=config,
+                                 **experiments.step_constants(module, config, data))
   batch_np = {k: v[:config.global_batch_size] for k, v in data['train'].items()}
   results = []
   for n, f in ((1, 1), (8, fsdp)):
     config.mesh.fsdp = f
     mesh = multidevice.mesh(n, f)
-    graphdef, tx, state, shardings = module.create_train_state(config, mesh, state_arg)
-    step = jax.jit(module.make_train_step(config, graphdef, tx, data),
-                   in_shardings=(shardings, sharding.batch_sharding(mesh),
-                                 sharding.replicated(mesh)),
-                   out_shardings=(shardings, sharding.replicated(mesh)))
+    state = module.create_train_state(config, data, mesh, rngs.run_keys(config.seed).init)
+    step = sharding.jit_train_step(train_step, state_lib.shardings(state), mesh)
     state, metrics = step(state, sharding.put_batch(batch_np, mesh), jax.random.key(3))
     state, metrics = step(state, sharding.put_batch(batch_np, mesh), jax.random.key(3))
     results.append(jax.device_get((state.params, metrics)))

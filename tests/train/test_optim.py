@@ -51,8 +51,8 @@ def test_weight_decay_skips_biases_and_layernorm():
   # With zero gradients Adam's step is 0, so only decoupled decay moves parameters:
   # w <- w - lr * wd * w for decayed leaves (lr 0.1 at warmup 0, wd 0.5 -> w * 0.95).
   tx = optim.make_optimizer(_optim(warmup_steps=0), num_train_steps=10)
-  state = state_lib.create(params, tx)
-  new = state_lib.apply_gradients(state, jax.tree.map(jnp.zeros_like, params), tx)
+  state = state_lib.create(params, tx, graphdef=None)
+  new = state.apply_gradients(jax.tree.map(jnp.zeros_like, params))
   for (path, old), new_leaf, decays in zip(jax.tree_util.tree_leaves_with_path(params),
                                            jax.tree.leaves(new.params), jax.tree.leaves(mask)):
     if decays:
@@ -68,9 +68,9 @@ def test_global_norm_clipping_precedes_adam():
   g1, g2 = jnp.array([300.0, -400.0]), jnp.array([0.3, 0.4])  # norms 500 and 0.5
 
   def run(tx, grads):
-    state = state_lib.create({'w': jnp.zeros(2)}, tx)
+    state = state_lib.create({'w': jnp.zeros(2)}, tx, graphdef=None)
     for g in grads:
-      state = state_lib.apply_gradients(state, {'w': g}, tx)
+      state = state.apply_gradients({'w': g})
     return state.params['w']
 
   ours = run(optim.make_optimizer(cfg, 10), [g1, g2])

@@ -7,7 +7,7 @@ import jax
 import ml_collections
 import pytest
 
-from jaxssl.train import checkpoint, provenance
+from jaxssl.train import provenance, workdir
 
 
 def test_versions_are_the_installed_ones_and_missing_is_none():
@@ -39,8 +39,8 @@ def test_no_repository_gives_none(tmp_path_factory):
 
 def test_each_start_appends_a_record(tmp_path):
   config = ml_collections.ConfigDict({'seed': 7})
-  checkpoint.open_workdir(str(tmp_path), experiment='kmeans', config=config)
-  checkpoint.open_workdir(str(tmp_path), experiment='kmeans', config=config)
+  workdir.start(str(tmp_path), 'kmeans', config)
+  workdir.start(str(tmp_path), 'kmeans', config)
   records = json.loads((tmp_path / 'run_info.json').read_text())
   assert len(records) == 2
   for r in records:

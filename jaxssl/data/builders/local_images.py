@@ -1,22 +1,10 @@
-"""`local_images`: a TFDS dataset of labelled images from local sources, prepared offline.
+"""``local_images``: a TFDS dataset of labelled images from local sources, prepared offline.
 
-Two sources:
-
-* ``digits``: the 1,797 8x8 handwritten digits bundled with scikit-learn
-  (``sklearn.datasets.load_digits``; values 0..16, scaled to uint8 by
-  ``round(v * 255 / 16)``), one ``train`` split;
-* IDX files (MNIST, Fashion-MNIST, KMNIST, ...) paired by `idx.find_idx_pairs`: a
-  ``train`` split, and a ``test`` split when a test pair (``t10k``) is given.
-
-Examples are ``{'image': uint8 [H, W, C], 'label': int64 in [0, num_classes)}`` in
-source order, stored as ArrayRecord (readable without TensorFlow). A config is named
-after the sha256 of the source content (`content_sha256`), so an edited file gets a new
-directory and a stale one is never served; `prepare` holds the same lock as
-`local_text` (see `offline.prepare`).
-
-    config = local_images.idx_config(idx.find_idx_pairs('/data/mnist/*-ubyte.gz'))
-    builder = local_images.prepare(config, data_dir='/cache/tfds')
-    source = builder.as_data_source(split='train')
+Sources: ``digits``, scikit-learn's 1,797 8x8 digits (``load_digits``, values 0..16 scaled to
+uint8 by ``round(v * 255 / 16)``), one ``train`` split; or IDX files paired by
+``idx.find_idx_pairs``, ``train`` and, given a ``t10k`` pair, ``test``. Examples are
+``{'image': uint8 [H, W, C], 'label': int64 in [0, num_classes)}`` in source order, as
+ArrayRecord. Configs are named after ``content_sha256`` and built by ``offline.prepare``.
 """
 
 import dataclasses
@@ -42,15 +30,15 @@ Arrays = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 @dataclasses.dataclass(eq=False)
 class LocalImagesConfig(tfds.core.BuilderConfig):
-  """Which local images to prepare. Build it with `digits_config` or `idx_config`.
+  """Which local images to prepare. Build it with ``digits_config`` or ``idx_config``.
 
   Attributes:
     source: ``'digits'`` or ``'idx'``.
     pairs: for IDX, ``(split, images path, labels path)`` per pair, in reading order.
     image_shape: (H, W, C).
     num_classes: labels lie in [0, num_classes).
-    source_sha256: hex sha256 of the source content (see `content_sha256`); checked
-      again when the dataset is generated, so a file edited in between fails loudly.
+    source_sha256: hex ``content_sha256`` of the source; checked again when the dataset is
+      generated, so a file edited in between fails loudly.
   """
 
   source: str = DIGITS
@@ -107,12 +95,7 @@ def _checked(config) -> LocalImagesConfig:
 
 
 def digits_arrays() -> Arrays:
-  """scikit-learn's bundled digits as uint8 images.
-
-  Returns:
-    ``{'train': (images, labels)}``: uint8 [1797, 8, 8, 1] with values
-    ``round(v * 255 / 16)`` of the original 0..16, and int64 [1797] labels 0..9.
-  """
+  """sklearn's digits: ``{'train': (uint8 [1797, 8, 8, 1] images, int64 [1797] labels 0..9)}``."""
   from sklearn import datasets  # Imported here: it takes a second and few callers need it.
   digits = datasets.load_digits()
   images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
@@ -120,18 +103,14 @@ def digits_arrays() -> Arrays:
 
 
 def idx_arrays(pairs: Sequence[tuple[str, str, str]]) -> Arrays:
-  """Reads IDX pairs and concatenates each split's.
-
-  Args:
-    pairs: ``(split, images path, labels path)``, in reading order.
+  """Reads IDX ``(split, images path, labels path)`` pairs and concatenates each split's.
 
   Returns:
     split -> (uint8 [N, H, W, C] images, int64 [N] labels); C is 1 for [N, H, W] files.
 
   Raises:
-    ValueError: naming the file(s), for an unreadable IDX file (see `idx.read_idx`),
-      images that are not uint8 [N, H, W(, C)], labels that are not non-negative
-      integers [N], counts that differ, or shapes that differ between pairs.
+    ValueError: naming the file(s): an unreadable IDX file (``idx.read_idx``), images not
+      uint8 [N, H, W(, C)], labels not non-negative integers [N], counts or shapes that differ.
   """
   by_split: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
   for split, images_path, labels_path in pairs:
@@ -172,9 +151,8 @@ def read_arrays(config: LocalImagesConfig) -> Arrays:
 def content_sha256(arrays: Arrays) -> str:
   """Hex sha256 of the examples, split by split (in the given order).
 
-  Each split contributes its name and shape, its uint8 images in C order and its labels
-  as little-endian int64, framed by length (`offline.content_sha256`): a gzipped and a
-  plain copy of the same IDX file hash alike.
+  Per split: name and shape, uint8 images in C order, labels as little-endian int64, framed by
+  length (``offline.content_sha256``); gzipped and plain copies of an IDX file hash alike.
   """
   parts = []
   for split, (images, labels) in arrays.items():
@@ -214,17 +192,10 @@ def digits_config() -> LocalImagesConfig:
 
 
 def idx_config(pairs: Sequence[idx.IdxPair]) -> LocalImagesConfig:
-  """The config of some IDX pairs, named after their content (not their paths).
+  """The config of some IDX pairs (from ``idx.find_idx_pairs``), named after their content.
 
-  Args:
-    pairs: from `idx.find_idx_pairs`; each split's pairs are concatenated in the given
-      order.
-
-  Returns:
-    The config; the files are read here (to hash them) and again in `prepare`.
-
-  Raises:
-    ValueError: see `idx_arrays`; or no training pair.
+  Each split's pairs are concatenated in the given order. The files are read here (to hash
+  them) and again in ``prepare``. Raises ValueError as ``idx_arrays``, or with no train pair.
   """
   triples = tuple((p.split, os.path.abspath(p.images), os.path.abspath(p.labels))
                   for p in pairs)
@@ -232,17 +203,9 @@ def idx_config(pairs: Sequence[idx.IdxPair]) -> LocalImagesConfig:
 
 
 def prepare(config: LocalImagesConfig, *, data_dir: str | os.PathLike) -> LocalImages:
-  """Prepares `config` under `data_dir` once, with no network; returns its builder.
+  """Prepares ``config`` under ``data_dir`` once, offline (``offline.prepare``).
 
-  Safe to call from several processes at once (see `offline.prepare`).
-
-  Args:
-    config: from `digits_config` or `idx_config`.
-    data_dir: the TFDS data directory; the dataset goes to
-      ``<data_dir>/local_images/<config.name>/1.0.0``.
-
-  Returns:
-    A prepared builder with a ``train`` split, and a ``test`` split when the source has
-    one; read it with ``as_data_source``.
+  The dataset goes to ``<data_dir>/local_images/<config.name>/1.0.0``, with a ``train`` split
+  and a ``test`` split when the source has one; read the builder with ``as_data_source``.
   """
   return offline.prepare(LocalImages, config, data_dir=data_dir)

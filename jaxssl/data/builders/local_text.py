@@ -1,19 +1,9 @@
-"""`local_text`: a TFDS dataset of documents from local text, prepared offline.
+"""``local_text``: a TFDS dataset of documents from local text, prepared offline.
 
-The source is either the embedded Python reference text (``pydoc``) or UTF-8 files on
-disk. Each source text is cleaned (`text.clean_text`) and cut into documents
-(`text.split_documents`); the one split, ``train``, holds them in source order (files
-sorted by path), one example ``{'text': str}`` per document, as ArrayRecord files.
-
-A config is named after a hash of the raw source bytes and the cleaning parameters
-(`make_config`), so an edited file gets a new prepared directory and a stale one is
-never served. `prepare` takes a file lock, so two processes preparing the same config
-neither corrupt nor duplicate the work, and TFDS itself writes into a temporary
-directory that it renames into place only when complete.
-
-    config = local_text.make_config(('/data/a.txt',), max_chars=2000)
-    builder = local_text.prepare(config, data_dir='/cache/tfds')
-    documents = local_text.read_documents(builder)
+The source is the embedded Python reference text (``pydoc``) or UTF-8 files. Each source is
+cleaned and cut by ``jaxssl.data.text``; the one split, ``train``, holds ``{'text': str}`` per
+document in source order (files sorted by path), as ArrayRecord. Configs are named after the
+source bytes and cleaning parameters (``make_config``) and built by ``offline.prepare``.
 """
 
 import dataclasses
@@ -33,14 +23,13 @@ PYDOC = 'pydoc'
 
 @dataclasses.dataclass(eq=False)
 class LocalTextConfig(tfds.core.BuilderConfig):
-  """Which local text to prepare, and how. Build it with `make_config`.
+  """Which local text to prepare, and how. Build it with ``make_config``.
 
   Attributes:
-    paths: absolute paths of the UTF-8 source files in sorted order; empty for the
-      embedded ``pydoc`` corpus.
-    max_chars: the longest document, in characters (passed to `split_documents`).
-    source_sha256: hex sha256 of the raw source bytes (see `content_sha256`); checked
-      again when the dataset is generated, so a file edited in between fails loudly.
+    paths: absolute paths of the UTF-8 source files in sorted order; empty for ``pydoc``.
+    max_chars: the longest document, in characters (passed to ``split_documents``).
+    source_sha256: hex ``content_sha256`` of the raw source bytes; checked again when the
+      dataset is generated, so a file edited in between fails loudly.
   """
 
   paths: tuple[str, ...] = ()
@@ -90,13 +79,7 @@ class LocalText(tfds.core.GeneratorBasedBuilder, skip_registration=offline.is_re
 
 
 def read_sources(paths: Sequence[str]) -> list[tuple[str, bytes]]:
-  """Reads the raw bytes of each source.
-
-  Args:
-    paths: file paths, read in the order given; empty for the embedded corpus.
-
-  Returns:
-    ``(label, raw bytes)`` per source; the label is the path, or ``'pydoc'``.
+  """``(label, raw bytes)`` per file in the order given (label = path); ``pydoc`` if none.
 
   Raises:
     FileNotFoundError: if a file does not exist.
@@ -111,11 +94,7 @@ def read_sources(paths: Sequence[str]) -> list[tuple[str, bytes]]:
 
 
 def decode_utf8(data: bytes, label: str) -> str:
-  """Decodes UTF-8 (a leading byte-order mark is dropped).
-
-  Raises:
-    ValueError: naming `label` (the file) and the byte offset, if not valid UTF-8.
-  """
+  """Decodes UTF-8, dropping a leading byte-order mark; ValueError names the file and offset."""
   try:
     return data.decode('utf-8-sig')
   except UnicodeDecodeError as e:
@@ -132,21 +111,15 @@ content_sha256 = offline.content_sha256
 def make_config(paths: Sequence[str], *, max_chars: int) -> LocalTextConfig:
   """The config for some local text, named after its content and cleaning parameters.
 
-  The name is ``pydoc_<h>`` or ``files_<h>``, where ``<h>`` is the first 16 hex digits
-  of the sha256 of the source hash, ``max_chars`` and `text.CLEANING_VERSION`.
-
-  Args:
-    paths: UTF-8 text files (any order: they are made absolute and sorted); empty for
-      the embedded ``pydoc`` corpus.
-    max_chars: the longest document, in characters.
-
-  Returns:
-    The config; reading the sources happens here (to hash them) and again in `prepare`.
+  Name: ``pydoc_<h>`` or ``files_<h>``, ``<h>`` the first 16 hex digits of the sha256 of the
+  source hash, ``max_chars`` and ``text.CLEANING_VERSION``. ``paths`` (UTF-8 files, any order:
+  made absolute and sorted; empty for ``pydoc``) are read here to hash them, and again in
+  ``prepare``.
 
   Raises:
     FileNotFoundError: if a file does not exist.
-    ValueError: if a file is not valid UTF-8 (naming it), if the sources hold no text
-      after cleaning (naming them), or if ``max_chars < 1``.
+    ValueError: a file is not valid UTF-8 (naming it), the sources hold no text after
+      cleaning (naming them), or ``max_chars < 1``.
   """
   if max_chars < 1:
     raise ValueError(f'max_chars must be >= 1, got {max_chars}.')
@@ -168,30 +141,14 @@ def make_config(paths: Sequence[str], *, max_chars: int) -> LocalTextConfig:
 
 
 def prepare(config: LocalTextConfig, *, data_dir: str | os.PathLike) -> LocalText:
-  """Prepares `config` under `data_dir` once, with no network; returns its builder.
+  """Prepares ``config`` under ``data_dir`` once, offline (``offline.prepare``).
 
-  Safe to call from several processes at once: the first prepares while the others
-  wait on a lock file (``<data_dir>/.locks/``), then all read the same files (see
-  `offline.prepare`).
-
-  Args:
-    config: from `make_config`.
-    data_dir: the TFDS data directory; the dataset goes to
-      ``<data_dir>/local_text/<config.name>/1.0.0``.
-
-  Returns:
-    A prepared builder; read it with `read_documents` or ``as_data_source``.
+  The dataset goes to ``<data_dir>/local_text/<config.name>/1.0.0``; read the builder with
+  ``read_documents`` or ``as_data_source``.
   """
   return offline.prepare(LocalText, config, data_dir=data_dir)
 
 
 def read_documents(builder: tfds.core.DatasetBuilder) -> list[str]:
-  """Reads every document of a prepared ``local_text`` builder, in source order.
-
-  Args:
-    builder: from `prepare`, or ``tfds.builder('local_text/<config name>')``.
-
-  Returns:
-    The documents of the ``train`` split.
-  """
+  """The documents of the ``train`` split of a prepared ``local_text`` builder, in source order."""
   return [ex['text'].decode('utf-8') for ex in sources_lib.iter_examples(builder, 'train')]

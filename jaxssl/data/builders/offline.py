@@ -1,9 +1,7 @@
 """Preparing a local TFDS builder once, offline, safely from several processes.
 
-Shared by `local_text` and `local_images`: each names its configs after a hash of the
-source content (`content_sha256`), so an edited source gets a new directory and a stale
-one is never served, and prepares them with `prepare`, which holds a file lock while
-TFDS writes into a temporary directory that it renames into place only when complete.
+Shared by ``local_text`` and ``local_images``, which name configs after ``content_sha256`` of
+the source (an edited source gets a new directory; a stale one is never served).
 """
 
 import contextlib
@@ -16,11 +14,7 @@ import tensorflow_datasets as tfds
 
 
 def is_registered(name: str) -> bool:
-  """True if a TFDS builder `name` is already registered (its module was reloaded).
-
-  Registering the same name twice raises, so builders pass this as
-  ``skip_registration``.
-  """
+  """True if TFDS already registered builder ``name``; builders pass it as ``skip_registration``."""
   try:
     tfds.builder_cls(name)
   except tfds.core.registered.DatasetNotFoundError:
@@ -31,8 +25,7 @@ def is_registered(name: str) -> bool:
 def content_sha256(contents: Sequence[bytes]) -> str:
   """Hex sha256 of several byte strings, each framed by its 8-byte length.
 
-  The framing makes moving bytes from one part to the next change the hash (for text,
-  file boundaries are document boundaries).
+  The framing makes moving bytes from one part to the next change the hash.
   """
   digest = hashlib.sha256()
   for data in contents:
@@ -54,31 +47,19 @@ def file_lock(path: str) -> Iterator[None]:
 
 
 def _remove_incomplete(builder: tfds.core.DatasetBuilder) -> None:
-  """Deletes temporary directories left by a preparation that was killed.
-
-  TFDS writes into ``incomplete.<random>_<version>`` beside the final directory; only
-  call this while holding the config's lock, when no other process is writing one.
-  """
+  """Deletes TFDS's ``incomplete.*_<version>`` folders of a killed preparation (hold the lock)."""
   for path in builder.data_path.parent.glob(f'incomplete.*_{builder.version}'):
     path.rmtree(missing_ok=True)
 
 
 def prepare(builder_cls: type[tfds.core.GeneratorBasedBuilder], config: tfds.core.BuilderConfig,
             *, data_dir: str | os.PathLike) -> tfds.core.GeneratorBasedBuilder:
-  """Prepares `config` of `builder_cls` under `data_dir` once, with no network.
+  """Prepares ``config`` of ``builder_cls`` under ``data_dir`` once, with no network.
 
-  Safe to call from several processes at once: the first prepares while the others
-  wait on a lock file (``<data_dir>/.locks/<name>-<config>.lock``), then all read the
-  same files. The files are ArrayRecord, readable without TensorFlow.
-
-  Args:
-    builder_cls: the builder class, e.g. ``local_text.LocalText``.
-    config: its config; the dataset goes to
-      ``<data_dir>/<builder name>/<config.name>/<version>``.
-    data_dir: the TFDS data directory.
-
-  Returns:
-    A prepared builder; read it with ``as_data_source``.
+  Safe from several processes at once: the first prepares while the others wait on
+  ``<data_dir>/.locks/<name>-<config>.lock``; TFDS writes to a temporary folder renamed into
+  place when complete. The dataset goes to ``<data_dir>/<builder name>/<config.name>/<version>``
+  as ArrayRecord; read the returned builder with ``as_data_source``.
   """
   data_dir = os.fspath(data_dir)
   lock = os.path.join(data_dir, '.locks', f'{builder_cls.name}-{config.name}.lock')

@@ -1,6 +1,6 @@
 """Result tables over seeds: mean and sample standard deviation per row, as Markdown and CSV.
 
-Shared by ``experiments.compare`` (one row per method) and ``experiments.sweep`` (one row per
+Shared by ``tools.compare`` (one row per method) and ``tools.sweep`` (one row per
 setting of a grid). A row starts with its label columns (``method``, or a sweep's grid
 fields), then ``seeds``, then ``<metric>_mean`` and ``<metric>_std`` for each metric.
 """

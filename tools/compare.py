@@ -1,7 +1,7 @@
 r"""Every image representation learner, measured with one downstream protocol over seeds.
 
-  python -m experiments.compare --workdir=/tmp/compare
-  python -m experiments.compare --workdir=/tmp/compare --config.seeds=0,1,2,3,4 \
+  python -m tools.compare --workdir=/tmp/compare
+  python -m tools.compare --workdir=/tmp/compare --config.seeds=0,1,2,3,4 \
       --config.methods=simclr,byol --config.max_train_steps=1500
 
 For each method in ``methods`` (autoencoder, vae, simclr, byol) and each seed, the
@@ -9,7 +9,7 @@ experiment's default config with that seed (its run length capped at ``max_train
 trains in ``WORKDIR/<method>/steps_<num_train_steps>/seed_<seed>``, or is reused if that
 run already finished: its ``summary.json`` records its config, so it is neither trained nor
 evaluated again (an interrupted one resumes; another ``max_train_steps`` trains new runs
-beside the old ones). Its frozen encoder (``experiments.encoders``) and the same encoder
+beside the old ones). Its frozen encoder (``tools.encoders``) and the same encoder
 at its random initialisation are then measured by ``jaxssl.eval.representation`` with the
 ``eval`` block below (the same for every method): linear-probe accuracy, weighted-kNN
 accuracy and the adjusted Rand index of k-means on the test features. Raw pixels (the
@@ -36,11 +36,13 @@ import time
 import ml_collections
 from absl import logging
 
-from experiments import encoders, simclr, tables
+import experiments
+from jaxssl import config_checks
 from jaxssl.data import images
 from jaxssl.eval import representation
-from jaxssl.train import checkpoint, cli, config_checks, writers
-from jaxssl.train import summary as summary_lib
+from jaxssl.train import cli, writers
+from jaxssl.train import workdir as workdir_lib
+from tools import encoders, tables
 
 EXPERIMENT = 'compare'
 METRICS = ('linear_probe_accuracy', 'knn_accuracy', 'kmeans_ari')
@@ -51,11 +53,11 @@ def get_config() -> ml_collections.ConfigDict:
   """Three seeds of the four learners on the digits, each run capped at 1,000 steps."""
   c = ml_collections.ConfigDict()
   c.seeds = (0, 1, 2)  # One training run (and one evaluation seed) per seed.
-  c.methods = encoders.LEARNERS  # Which learners to train and measure.
+  c.methods = experiments.LEARNERS  # Which learners to train and measure.
   c.max_train_steps = 1000  # Cap on each run's num_train_steps (SimCLR/BYOL: their default).
   c.smoke = False  # Start from each learner's smoke_config (tiny models; for tests).
   c.data = images.data_config()  # The data of every run (and of the raw-pixel baseline).
-  c.eval = simclr.representation_config()  # The protocol; eval.seed is set to the run's.
+  c.eval = representation.digits_eval_config()  # The protocol; eval.seed is set to the run's.
   return c
 
 
@@ -74,7 +76,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not _methods(config):
     raise ValueError('methods is empty')
   for method in _methods(config):
-    encoders.module_of(method)
+    encoders.learner(method)
   if not isinstance(config.max_train_steps, int) or config.max_train_steps < 1:
     raise ValueError(f'max_train_steps={config.max_train_steps} must be an integer >= 1')
   images.check_config(config)
@@ -83,7 +85,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 def run_config(method: str, seed: int, config: ml_collections.ConfigDict):
   """The learner's default (or smoke) config for one comparison run."""
-  module = encoders.module_of(method)
+  module = encoders.learner(method)
   c = module.smoke_config() if config.smoke else module.get_config()
   c.seed = seed
   c.data = ml_collections.ConfigDict(config.data.to_dict())
@@ -123,8 +125,8 @@ def _runs(config, workdir: str):
 
 
 def _is_finished(method: str, run: ml_collections.ConfigDict, run_dir: str) -> bool:
-  experiment = encoders.module_of(method).EXPERIMENT
-  return summary_lib.finished_summary(run_dir, experiment, run) is not None
+  experiment = encoders.learner(method).EXPERIMENT
+  return workdir_lib.finished_summary(run_dir, experiment, run) is not None
 
 
 def _summary_fingerprint(run_dir: str) -> str:
@@ -158,7 +160,7 @@ def measure_runs(config: ml_collections.ConfigDict,
     trained, random = rows.setdefault(method, []), rows.setdefault(f'{method} (random init)', [])
     try:
       if not _is_finished(method, run, run_dir):
-        encoders.module_of(method).train_and_evaluate(run, run_dir)
+        encoders.learner(method).train_and_evaluate(run, run_dir)
     except ValueError as e:
       raise ValueError(f'{method} run in {run_dir}: {e}') from e
     # Before loading: a summary rewritten in between then fails the check on the next read
@@ -186,7 +188,7 @@ def finished_rows(config: ml_collections.ConfigDict, workdir: str):
   Raises:
     ValueError: a ``summary.json`` that is not readable (``summary.finished_summary``).
   """
-  summary = summary_lib.finished_summary(workdir, EXPERIMENT, config)
+  summary = workdir_lib.finished_summary(workdir, EXPERIMENT, config)
   if summary is None or not all(_is_finished(m, run, d) for m, _, run, d in
                                 _runs(config, workdir)):
     return None
@@ -242,7 +244,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     summary, rows = finished
     print(tables.write_results(workdir, table(rows), ('method',), METRICS))
     return summary
-  checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
+  workdir_lib.start(workdir, EXPERIMENT, config)
   rows, fingerprints = measure_runs(config, workdir)
   summary_rows = table(rows)
   text = tables.write_results(workdir, summary_rows, ('method',), METRICS)

@@ -1,8 +1,8 @@
 r"""A grid of one experiment's config values over seeds, and its table of mean +- std.
 
-  python -m experiments.sweep --experiment=mlm_pretrain --workdir=runs/lr --seeds=0,1,2 \
+  python -m tools.sweep --experiment=mlm_pretrain --workdir=runs/lr --seeds=0,1,2 \
       --set='optim.learning_rate=1e-3,3e-4' --set=num_train_steps=200
-  python -m experiments.sweep --experiment=autoencoder --workdir=runs/ae --base=smoke \
+  python -m tools.sweep --experiment=autoencoder --workdir=runs/ae --base=smoke \
       --set='model.widths=(4,8),(8,16)' --set=method.noise_std=0,0.3 --print_commands
 
 ``--set=FIELD=V1,V2,...`` (repeatable) gives a dotted field of the experiment's config (any
@@ -50,7 +50,6 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
-import importlib
 import itertools
 import os
 import re
@@ -63,14 +62,14 @@ import jax
 import ml_collections
 from absl import app, flags, logging
 
-from experiments import tables
-from jaxssl.train import checkpoint, cli, config_checks, loop, writers
-from jaxssl.train import summary as summary_lib
+import experiments
+from jaxssl import config_checks
+from jaxssl.train import cli, preemption, writers
+from jaxssl.train import workdir as workdir_lib
+from tools import tables
 
 EXPERIMENT = 'sweep'
-# The experiments with get_config, smoke_config and train_and_evaluate(config, workdir).
-EXPERIMENTS = ('mlm_pretrain', 'clm_pretrain', 'autoencoder', 'vae', 'dcgan', 'kmeans',
-               'simclr', 'byol')
+EXPERIMENTS = experiments.EXPERIMENTS  # the experiments a sweep can run
 BASES = ('default', 'smoke')
 RUN_ERRORS = cli.RUN_ERRORS  # what a run reports as one error line
 MAX_FOLDER_CHARS = 120
@@ -96,14 +95,11 @@ class Run(NamedTuple):
 # ----------------------------------------------------------------------------- parsing
 
 def module_of(experiment: str):
-  """The experiment's module.
-
-  Raises:
-    ValueError: ``experiment`` is not one of ``EXPERIMENTS``.
-  """
-  if experiment not in EXPERIMENTS:
-    raise ValueError(f'--experiment={experiment!r} is not one of {", ".join(EXPERIMENTS)}')
-  return importlib.import_module(f'experiments.{experiment}')
+  """The experiment's module; ValueError naming ``--experiment`` for an unknown one."""
+  try:
+    return experiments.module_of(experiment)
+  except ValueError as e:
+    raise ValueError(f'--experiment={e}') from e
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -390,12 +386,12 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
     except ValueError as e:
       raise ValueError(f'{run.workdir}: {e}') from e
   config = sweep_config(experiment, seeds, sets, base)
-  checkpoint.open_workdir(workdir, experiment=EXPERIMENT, config=config)
+  workdir_lib.start(workdir, EXPERIMENT, config)
   results, failed, trained = {}, {}, 0  # results: {folder: (setting, [metrics], [failures])}
   for i, run in enumerate(runs):
     _, per_seed, failures = results.setdefault(run.folder, (run.setting, [], []))
     try:
-      summary = summary_lib.finished_summary(run.workdir, module.EXPERIMENT, run.config)
+      summary = workdir_lib.finished_summary(run.workdir, module.EXPERIMENT, run.config)
       if summary is None:
         logging.info('run %d/%d: training %s', i + 1, len(runs), run.workdir)
         summary = module.train_and_evaluate(run.config, run.workdir)
@@ -438,7 +434,7 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
 # ----------------------------------------------------------------------------- command line
 
 def main() -> None:
-  """``python -m experiments.sweep``: flags as in the module docstring; any bad input or a
+  """``python -m tools.sweep``: flags as in the module docstring; any bad input or a
   failed run (with ``--keep_going``: any failed run, at the end) exits with one line
   ``error: ...`` and status 1; SIGTERM during a run's steps exits as that experiment does (its
   checkpoint saved, status 143), outside them (data preparation, summaries, tables) with
@@ -466,13 +462,13 @@ def main() -> None:
                     base=base.value)
         print('\n'.join(command_lines(experiment.value, runs, sets.value)))
         return
-      cli.exit_on_sigterm()
+      preemption.exit_on_sigterm()
       run_sweep(experiment.value, workdir.value, seeds=run_seeds, sets=sets.value,
                 base=base.value, keep_going=keep_going.value)
     except (ValueError, OSError) as e:  # bad input; a run's failure (RUN_ERRORS) re-raised
       sys.exit(f'error: {e}')
-    except loop.Preempted as e:  # the run in progress saved its checkpoint: rerun resumes
-      cli.exit_preempted(e)
+    except preemption.Preempted as e:  # the run in progress saved its checkpoint: rerun resumes
+      preemption.exit_preempted(e)
 
   app.run(run_main, flags_parser=cli.parse_flags)
 

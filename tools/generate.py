@@ -1,12 +1,12 @@
-r"""Text from a trained causal LM: ``python -m experiments.generate --workdir=... --prompt=...``.
+r"""Text from a trained causal LM: ``python -m tools.generate --workdir=... --prompt=...``.
 
 Restores the latest checkpoint of an ``experiments.clm_pretrain`` workdir (its config and
 tokenizer come from the workdir) and continues the prompt with the key/value-cached decoder
 of ``jaxssl.generation.decode`` (one jit-compiled ``jax.lax`` loop). Only the generated text
 goes to stdout, one sample per line; logs go to stderr.
 
-  python -m experiments.generate --workdir=/tmp/clm --prompt="The list" --top_p=0.9
-  python -m experiments.generate --workdir=/tmp/clm --prompt="The list" --temperature=0  # greedy
+  python -m tools.generate --workdir=/tmp/clm --prompt="The list" --top_p=0.9
+  python -m tools.generate --workdir=/tmp/clm --prompt="The list" --temperature=0  # greedy
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from experiments import clm_pretrain
 from jaxssl.data import tokenizer as tokenizer_lib
 from jaxssl.generation import decode
 from jaxssl.parallel import mesh as mesh_lib
-from jaxssl.train import checkpoint
+from jaxssl.train import checkpoint, rngs
 
 def load_model(workdir: str):
   """(graphdef, params, tokenizer, step) of the newest readable checkpoint of ``workdir``.
@@ -43,11 +43,11 @@ def load_model(workdir: str):
   config = ml_collections.ConfigDict(meta['config'])
   tokenizer = tokenizer_lib.Tokenizer(os.path.join(workdir, 'tokenizer.model'))
   mesh = mesh_lib.make_mesh(mesh_lib.mesh_config())
-  graphdef, _, state, shardings = clm_pretrain.create_train_state(config, mesh,
-                                                                  tokenizer.vocab_size)
-  manager, state, step = checkpoint.restore_or_keep(workdir, state, shardings)
+  state = clm_pretrain.create_train_state(config, {'tokenizer': tokenizer}, mesh,
+                                          rngs.run_keys(config.seed).init)
+  manager, state, step = checkpoint.restore_or_keep(workdir, state)
   manager.close()
-  return graphdef, state.params, tokenizer, step
+  return state.graphdef, state.params, tokenizer, step
 
 
 def main():

@@ -8,9 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from experiments import autoencoder, compare, encoders
+from experiments import autoencoder, simclr
 from jaxssl.eval import representation
 from tests.experiments.helpers import evals, smoke
+from tools import compare, encoders
 
 
 def test_table_is_mean_and_sample_std_over_seeds():
@@ -41,7 +42,7 @@ def test_tiny_comparison_writes_tables_and_reuses_its_runs(cache_dir, tmp_path, 
   config.seeds = (0, 1)
   config.max_train_steps = 4
   config.data.cache_dir = cache_dir
-  config.eval = smoke(compare.simclr, cache_dir).eval
+  config.eval = smoke(simclr, cache_dir).eval
   workdir = str(tmp_path)
   summary = compare.train_and_evaluate(config, workdir)
   names = ['raw pixels', 'autoencoder', 'autoencoder (random init)']

@@ -1,4 +1,4 @@
-"""``python -m experiments.generate``: stdout holds only the samples; bad workdirs are named."""
+"""``python -m tools.generate``: stdout holds only the samples; bad workdirs are named."""
 
 import os
 import subprocess
@@ -7,14 +7,15 @@ import sys
 import jax
 import pytest
 
-from experiments import clm_pretrain, generate, mlm_pretrain
+from experiments import clm_pretrain, mlm_pretrain
+from tools import generate
 from jaxssl.generation import decode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _cli(*flags):
-  return subprocess.run([sys.executable, '-m', 'experiments.generate', *flags], cwd=ROOT,
+  return subprocess.run([sys.executable, '-m', 'tools.generate', *flags], cwd=ROOT,
                         capture_output=True, text=True, timeout=300, check=False)
 
 

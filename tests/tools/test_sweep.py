@@ -17,8 +17,9 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from experiments import autoencoder, kmeans, simclr, sweep
-from jaxssl.train import cli, loop
+from experiments import autoencoder, kmeans, simclr
+from jaxssl.train import preemption
+from tools import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FOLDERS = ('method.init=k-means++', 'method.init=random')
@@ -321,7 +322,7 @@ def test_every_training_experiment_can_be_swept():
 
 def test_command_line_error_is_one_line(tmp_path):
   proc = subprocess.run(
-      [sys.executable, '-m', 'experiments.sweep', '--experiment=kmeans',
+      [sys.executable, '-m', 'tools.sweep', '--experiment=kmeans',
        f'--workdir={tmp_path / "w"}', '--set=method.n_clusterz=3,4'],
       cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode == 1
@@ -334,7 +335,7 @@ def test_command_line_error_is_one_line(tmp_path):
 
 def test_preempted_run_exits_143_with_one_line(tmp_path, monkeypatch, capsys):
   def preempted(config, workdir):
-    raise loop.Preempted(3)
+    raise preemption.Preempted(3)
 
   monkeypatch.setattr(kmeans, 'train_and_evaluate', preempted)
   monkeypatch.setattr(sys, 'argv', ['sweep', '--experiment=kmeans', '--base=smoke',
@@ -344,7 +345,7 @@ def test_preempted_run_exits_143_with_one_line(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
       sweep.main()
     # SIGTERM outside a run's loop now exits with one line too (test_cli runs that case).
-    assert signal.getsignal(signal.SIGTERM) is cli._exit_terminated
+    assert signal.getsignal(signal.SIGTERM) is preemption._exit_terminated
   finally:
     signal.signal(signal.SIGTERM, previous)
   assert e.value.code == 143

@@ -1,4 +1,4 @@
-"""Session fixtures for the experiment tests: one TFDS cache, one smoke run per experiment."""
+"""Session fixtures: one TFDS cache, one smoke run per experiment."""
 
 import pytest
 

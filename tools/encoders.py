@@ -2,33 +2,31 @@
 
 Every representation learner here (``autoencoder``, ``vae``, ``simclr``, ``byol``) exposes
 ``embed_fn(graphdefs, config)``, the frozen encoder as a pure function of its variables (see
-``jaxssl.eval.representation``), and ``encoder_variables(state)``, the variables it reads.
+``jaxssl.eval.features``), and ``encoder_variables(state)``, the variables it reads.
 `load` rebuilds one from a workdir's newest checkpoint and the config saved with it; `fresh`
 gives the same encoder at its random initialisation (the baseline). Used by
-``experiments.compare`` and by ``experiments.kmeans --config.features_from=WORKDIR``.
+``tools.compare`` and by ``experiments.kmeans --config.features_from=WORKDIR``.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any, NamedTuple
 
 import ml_collections
 
+import experiments
 from jaxssl.data import images
-from jaxssl.eval import representation
+from jaxssl.eval import features as features_lib
 from jaxssl.parallel import mesh as mesh_lib
-from jaxssl.train import checkpoint
-
-LEARNERS = ('autoencoder', 'vae', 'simclr', 'byol')
+from jaxssl.train import checkpoint, rngs
 
 
 class Encoder(NamedTuple):
   """A frozen image encoder and where it came from.
 
   Attributes:
-    experiment: the learner's name (one of ``LEARNERS``).
+    experiment: the learner's name (one of ``experiments.LEARNERS``).
     config: the run's config.
     embed_fn: ``(variables, images float32 [B, H, W, C]) -> features float32 [B, D]``.
     variables: what ``embed_fn`` reads.
@@ -36,35 +34,35 @@ class Encoder(NamedTuple):
   """
   experiment: str
   config: ml_collections.ConfigDict
-  embed_fn: representation.NnxEmbedFn
+  embed_fn: features_lib.NnxEmbedFn
   variables: Any
   step: int
 
 
-def module_of(experiment: str):
-  """The experiment module of a representation learner.
+def learner(experiment: str):
+  """The experiment module of an image representation learner.
 
   Raises:
-    ValueError: ``experiment`` is not one of ``LEARNERS``.
+    ValueError: ``experiment`` is not one of ``experiments.LEARNERS``.
   """
-  if experiment not in LEARNERS:
+  if experiment not in experiments.LEARNERS:
     raise ValueError(f'{experiment!r} is not an image representation learner '
-                     f'(one of {", ".join(LEARNERS)})')
-  return importlib.import_module(f'experiments.{experiment}')
+                     f'(one of {", ".join(experiments.LEARNERS)})')
+  return experiments.module_of(experiment)
 
 
 def _build(experiment: str, config: ml_collections.ConfigDict, mesh):
-  module = module_of(experiment)
-  data = module.prepare_data(config)
-  graphdefs, _, state, shardings = module.create_train_state(config, mesh, data)
-  return module, graphdefs, state, shardings
+  module = learner(experiment)
+  data = module.prepare_data(config, None)
+  state = module.create_train_state(config, data, mesh, rngs.run_keys(config.seed).init)
+  return module, state
 
 
 def fresh(experiment: str, config: ml_collections.ConfigDict, mesh=None) -> Encoder:
   """The learner's encoder at its random initialisation (from ``config.seed``)."""
   mesh = mesh or mesh_lib.make_mesh(config.mesh)
-  module, graphdefs, state, _ = _build(experiment, config, mesh)
-  return Encoder(experiment, config, module.embed_fn(graphdefs, config),
+  module, state = _build(experiment, config, mesh)
+  return Encoder(experiment, config, module.embed_fn(state.graphdef, config),
                  module.encoder_variables(state), 0)
 
 
@@ -87,10 +85,10 @@ def load(workdir: str, mesh=None) -> Encoder:
     raise FileNotFoundError(f'{workdir} holds no readable checkpoint of a trained run')
   config = ml_collections.ConfigDict(meta['config'])
   mesh = mesh or mesh_lib.make_mesh(config.mesh)
-  module, graphdefs, state, shardings = _build(meta['experiment'], config, mesh)
-  manager, state, step = checkpoint.restore_or_keep(workdir, state, shardings)
+  module, state = _build(meta['experiment'], config, mesh)
+  manager, state, step = checkpoint.restore_or_keep(workdir, state)
   manager.close()
-  return Encoder(meta['experiment'], config, module.embed_fn(graphdefs, config),
+  return Encoder(meta['experiment'], config, module.embed_fn(state.graphdef, config),
                  module.encoder_variables(state), step)
 
 

@@ -1,11 +1,10 @@
-"""The dotted-field helpers of config_checks, and config comparison as JSON stores it."""
+"""The dotted-field helpers and validators of config_checks."""
 
 import ml_collections
 import pytest
 from ml_collections import config_dict
 
-from experiments import mlm_pretrain
-from jaxssl.train import config_checks
+from jaxssl import config_checks
 
 
 def _config():
@@ -50,21 +49,28 @@ def test_field_type_is_the_declared_type_also_of_a_placeholder():
   assert config_checks.field_type(c, 'optim') is ml_collections.ConfigDict
 
 
-def test_configs_compare_as_json_stores_them():
-  saved = config_checks.as_json(_config().to_dict())
-  assert saved['model']['widths'] == [4, 8]
-  assert config_checks.as_json({'x': (1,)}) == {'x': [1]}
-  assert config_checks.as_json({'path': type}) == {'path': str(type)}  # not JSON: its str
-  current = _config()
-  current.num_train_steps = 10  # resumable: ignored
-  current.model.widths = (4, 16)
-  assert config_checks.config_differences(saved, current.to_dict()) == ['model.widths']
+@pytest.mark.parametrize('value, ok', [((4, 8), True), ((4,), True), ((), False), ((4, 0), False),
+                                       ((4, 2.0), False), ((True,), False), (8, False)])
+def test_positive_sizes(value, ok):
+  c = ml_collections.ConfigDict({'model': {'widths': value}})
+  if ok:
+    config_checks.positive_sizes(c, 'model.widths')
+  else:
+    with pytest.raises(ValueError, match=r'model.widths=.* must be positive sizes'):
+      config_checks.positive_sizes(c, 'model.widths')
 
 
-def test_switching_remat_resumes_but_a_model_size_does_not():
-  saved = mlm_pretrain.get_config().to_dict()
-  current = mlm_pretrain.get_config()
-  current.model.remat = not saved['model']['remat']  # memory for recomputation, same values
-  assert config_checks.config_differences(saved, current.to_dict()) == []
-  current.model.preset = 'small'
-  assert config_checks.config_differences(saved, current.to_dict()) == ['model.preset']
+def test_positive_sizes_of_a_given_length():
+  c = ml_collections.ConfigDict({'head': (16, 8), 'deep': (16, 8, 4)})
+  config_checks.positive_sizes(c, 'head', length=2)
+  with pytest.raises(ValueError, match=r'deep=\(16, 8, 4\) must be 2 positive sizes'):
+    config_checks.positive_sizes(c, 'head', 'deep', length=2)
+
+
+def test_whole_batch_objectives_refuse_micro_batches():
+  c = ml_collections.ConfigDict({'optim': {'grad_accum_steps': 1}})
+  config_checks.whole_batch_steps(c, 'BatchNorm normalises over the batch')
+  c.optim.grad_accum_steps = 2
+  with pytest.raises(ValueError, match='optim.grad_accum_steps=2 must be 1: BatchNorm '
+                     'normalises over the batch, so micro-batches'):
+    config_checks.whole_batch_steps(c, 'BatchNorm normalises over the batch')

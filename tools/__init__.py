@@ -1,0 +1,1 @@
+"""Tools around the experiments: sweeps and searches, comparisons, tables, generation."""
