@@ -24,8 +24,11 @@ Every training experiment (all but ``kmeans``) also:
                                  the constants (e.g. the MLM's ``word_start``).
 
 Image representation learners (``LEARNERS``) also export ``embed_fn(graphdef, config)``,
-the frozen encoder as a pure function of its variables (``jaxssl.eval.representation``),
-and ``encoder_variables(state)``, the variables it reads.
+the frozen encoder as a pure function of its variables (``jaxssl.eval.features``), and
+``encoder_variables(state)``, the variables it reads.
+
+A new experiment is a new file here; add its name to ``EXPERIMENTS`` (and to ``LEARNERS``
+for an image representation learner) so that ``tools.sweep`` and ``tools.compare`` find it.
 """
 
 import importlib

@@ -48,6 +48,9 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
   with status 143 and one line (``train.preemption``).
   """
   default = get_config()
+  repeated = _repeated_config_fields(sys.argv)
+  if repeated:  # ml_collections would concatenate a repeated tuple field's values
+    sys.exit(f'error: --config.{repeated} is given more than once; give it once')
   try:  # overrides are applied here, as the flag is defined, so a misspelt field fails here
     config = config_flags.DEFINE_config_dict('config', get_config(), lock_config=True)
   except (AttributeError, KeyError) as e:
@@ -74,6 +77,18 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
     logging.info('summary: %s', {k: v for k, v in summary.items() if k.startswith('eval/')})
 
   app.run(main, flags_parser=lambda argv: parse_flags(argv, default))
+
+
+def _repeated_config_fields(argv) -> str | None:
+  """The first dotted field that ``argv`` sets with two ``--config.<field>`` flags, or None."""
+  seen = set()
+  for arg in argv[1:]:
+    if arg.startswith('--config.'):
+      field = arg[len('--config.'):].split('=', 1)[0]
+      if field in seen:
+        return field
+      seen.add(field)
+  return None
 
 
 def _unknown_field(argv, config: ml_collections.ConfigDict, e: Exception) -> str:

@@ -68,7 +68,8 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
     The summary (``writers.write_summary``).
 
   Raises:
-    ValueError: the workdir's checkpoints were trained on other data (``info['data/sha256']``).
+    ValueError: the workdir's checkpoints were trained on other data (``info['data/sha256']``)
+      or are past ``num_train_steps``.
     FloatingPointError: a non-finite train metric (beyond ``optim.skip_nonfinite_updates`` in
       a row), naming the step; no checkpoint holds a diverged state.
     preemption.Preempted: SIGTERM arrived; the step in flight was finished and checkpointed.
@@ -91,9 +92,13 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
   try:
     with preemption.SigtermWatch(manager) as sigterm:
       first = int(jax.device_get(state.step))
+      if first > total:  # a shorter run than the one checkpointed: its results would be these
+        raise ValueError(f'{run.workdir} holds a checkpoint of step {first}, past '
+                         f'num_train_steps={total}: use another --workdir or at least {first} '
+                         'steps')
       report = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
                                                every_secs=30)
-      pending, last_eval, previous = [], {}, None
+      pending, last_eval, evaluated, previous = [], {}, False, None
       streak = skipped_in_a_row(state) if max_skipped else 0
       t_log = time.perf_counter()
       batch = get_batch(first) if first < total else None
@@ -121,6 +126,7 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
         if due(config.eval_every_steps, done) and not preempted:
           with report.timed('eval'):
             last_eval = write_evaluation(evaluate(state, done), writer, run, done)
+          evaluated = True
           t_log = time.perf_counter()
         if checkpoint_due:
           if max_skipped and not _all_finite(state):  # the metrics missed a bad update
@@ -137,7 +143,7 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
         logging.warning('SIGTERM received after the last step: its checkpoint is saved')
         raise preemption.Preempted(total)
       logging.info('training finished at step %d', total)
-    if not last_eval:  # resumed at the final step: evaluate what was restored
+    if not evaluated:  # resumed at the final step: evaluate what was restored
       last_eval = write_evaluation(evaluate(state, first), writer, run, first)
     failed = False
   finally:
@@ -155,6 +161,8 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
 
 def write_evaluation(results: dict, writer, run, step: int) -> dict[str, float]:
   """Writes ``evaluate``'s results by kind (see ``train``) and returns the metrics."""
+  results = {k: np.asarray(v) if isinstance(v, jax.Array) and v.ndim else v
+             for k, v in results.items()}
   metrics = {k: v for k, v in results.items() if not isinstance(v, (str, np.ndarray))}
   writer.write_scalars(step, {f'eval/{k}': v for k, v in metrics.items()})
   texts = {k: v for k, v in results.items() if isinstance(v, str)}

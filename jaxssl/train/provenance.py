@@ -49,8 +49,8 @@ def git_state(path: str | None = None) -> dict[str, str | bool | None]:
   """The git commit of the checkout holding ``path`` (default: this package).
 
   Returns:
-    {'git_commit': 40-hex SHA or None, 'git_dirty': True when tracked files differ from
-    that commit, None when unknown}. Both None outside a git checkout (an installed wheel)
+    {'git_commit': 40-hex SHA or None, 'git_dirty': True when files differ from that commit
+    or are new and not ignored, None when unknown}. Both None outside a git checkout (an installed wheel)
     or without a ``git`` executable.
   """
   path = path or os.path.dirname(os.path.abspath(__file__))
@@ -61,7 +61,7 @@ def git_state(path: str | None = None) -> dict[str, str | bool | None]:
 
   try:
     commit = git('rev-parse', 'HEAD')
-    dirty = bool(git('status', '--porcelain', '--untracked-files=no'))
+    dirty = bool(git('status', '--porcelain'))  # untracked files too: a copied experiment
   except (OSError, subprocess.SubprocessError):
     return {'git_commit': None, 'git_dirty': None}
   return {'git_commit': commit, 'git_dirty': dirty}

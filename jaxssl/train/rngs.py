@@ -7,7 +7,9 @@ randomness) and the key of samples shown during evaluation. The data order is
 
 Evaluation streams come from ``data.split_seed`` instead (``eval_key``), so held-out masks,
 noise and latents are the same for every training seed and every device count, and runs with
-different seeds are scored on the same draws.
+different seeds are scored on the same draws. The downstream protocol of the image encoders
+has its own ``eval.seed`` (the linear probe's validation split, k-means starts, fine-tuning;
+``jaxssl.eval.representation``), 0 by default; ``tools.compare`` sets it to the run's seed.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The TrainState, and the only place that calls Flax NNX's split/merge.
+"""The TrainState, and the NNX split/merge the training code goes through.
 
 Models are ``nnx.Module``s; at the jit boundary they are a static ``GraphDef`` plus a pure
 dict of parameter arrays (flax's functional "03_train_state" pattern), so the step, Orbax and
@@ -29,7 +29,8 @@ class TrainState(struct.PyTreeNode):
     extra: method-specific state (EMA targets, BatchNorm statistics, ...); {} if none.
     graphdef: static (not a pytree leaf, not checkpointed): the model's ``nnx.GraphDef``,
       or a ``FrozenDict`` of them for several networks (GAN, BYOL).
-    tx: static: the ``optax.GradientTransformation`` (or a ``FrozenDict`` of them).
+    tx: static: the ``optax.GradientTransformation``, or a ``FrozenDict`` of them for several
+      networks (then each is applied by the step itself; ``apply_gradients`` takes one).
   """
   step: jax.Array
   params: Any

@@ -125,9 +125,10 @@ def check_resumable(manager, experiment: str, config: ml_collections.ConfigDict)
     ValueError: naming the other experiment, or every differing field with both values.
   """
   _, meta = checkpoint.latest_meta(manager)
+  where = os.path.dirname(str(manager.directory))  # the workdir, not its checkpoints folder
   if meta is not None:
     if meta.get('experiment') != experiment:
-      raise ValueError(f'workdir {manager.directory} holds checkpoints of experiment '
+      raise ValueError(f'workdir {where} holds checkpoints of experiment '
                        f'{meta.get("experiment")!r}, not {experiment!r}: use another --workdir')
     diffs = config_differences(meta.get('config', {}), config.to_dict())
     if diffs:
@@ -135,7 +136,7 @@ def check_resumable(manager, experiment: str, config: ml_collections.ConfigDict)
       b = config_checks.flatten(config_checks.as_json(config.to_dict()))
       details = ', '.join(f'{f}: {a.get(f)!r} in the checkpoint vs {b.get(f)!r} now'
                           for f in diffs)
-      raise ValueError(f'workdir {manager.directory} was trained with another config '
+      raise ValueError(f'workdir {where} was trained with another config '
                        f'({details}); use another --workdir or the same values')
   return meta
 

@@ -36,6 +36,16 @@ def test_bad_input_is_one_error_line(module, flag, expected, tmp_path):
   assert stderr.rstrip().splitlines()[-1].startswith(expected), stderr[-1000:]
 
 
+def test_a_field_given_twice_is_refused(tmp_path):
+  # ml_collections would append the second tuple to the first: widths (4, 8, 2, 2).
+  rc, stderr = _run('autoencoder', f'--workdir={tmp_path / "w"}', '--config.model.widths=(4,8)',
+                    '--config.model.widths=(2,2)')
+  assert rc == 1 and 'Traceback' not in stderr, stderr[-3000:]
+  assert stderr.rstrip().splitlines()[-1] == (
+      'error: --config.model.widths is given more than once; give it once')
+  assert not (tmp_path / 'w').exists()
+
+
 def test_bad_distributed_environment_is_one_error_line(tmp_path):
   env = {**os.environ, 'JAX_COORDINATOR_ADDRESS': '127.0.0.1:1', 'JAX_NUM_PROCESSES': '2',
          'JAX_PROCESS_ID': '0', 'JAX_INITIALIZATION_TIMEOUT': '10s'}

@@ -251,3 +251,13 @@ def test_a_non_finite_state_behind_finite_metrics_is_never_checkpointed(cache_di
         smoke(autoencoder, cache_dir, checkpoint_every_steps=1,
               **{'optim.skip_nonfinite_updates': 2}), workdir)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '3', '4']
+
+
+def test_a_shorter_run_over_a_longer_ones_checkpoints_is_refused(smoke_run, cache_dir, tmp_path):
+  # num_train_steps may grow on resume, but a shorter run would report the longer one's
+  # results as its own (a sweep with --set=num_train_steps=3 over 6-step folders did).
+  workdir, _ = _copy(smoke_run, autoencoder, tmp_path)
+  before = _listing(os.path.join(workdir, 'checkpoints'))
+  with pytest.raises(ValueError, match='holds a checkpoint of step 6, past num_train_steps=3'):
+    autoencoder.train_and_evaluate(smoke(autoencoder, cache_dir, num_train_steps=3), workdir)
+  assert _listing(os.path.join(workdir, 'checkpoints')) == before

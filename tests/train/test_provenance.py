@@ -30,6 +30,16 @@ def test_git_state_of_a_fresh_repository(tmp_path):
   assert provenance.git_state(str(tmp_path)) == {'git_commit': head, 'git_dirty': False}
   (tmp_path / 'a.txt').write_text('2')
   assert provenance.git_state(str(tmp_path)) == {'git_commit': head, 'git_dirty': True}
+  (tmp_path / 'a.txt').write_text('1')
+  (tmp_path / '.gitignore').write_text('runs/\n')
+  git('add', '.gitignore')
+  git('-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'two')
+  head = git('rev-parse', 'HEAD')
+  (tmp_path / 'runs').mkdir()
+  (tmp_path / 'runs' / 'summary.json').write_text('{}')  # ignored: still clean
+  assert provenance.git_state(str(tmp_path)) == {'git_commit': head, 'git_dirty': False}
+  (tmp_path / 'my_experiment.py').write_text('')  # a new file the run may have used
+  assert provenance.git_state(str(tmp_path)) == {'git_commit': head, 'git_dirty': True}
 
 
 def test_no_repository_gives_none(tmp_path_factory):
