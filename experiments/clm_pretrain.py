@@ -110,30 +110,26 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
 
 def prepare_data(config: ml_collections.ConfigDict, workdir: str,
                  expected_sha256: str | None = None) -> dict:
-  """Loads and tokenizes the corpus, packs ``[BOS] doc [EOS]`` rows, counts the unigrams.
+  """Prepares (once) or opens the ``[BOS] doc [EOS]``-packed corpus; adds unigram statistics.
 
-  Returns a dict with ``train``/``eval`` rows (``tokens``, ``segment_ids``: int32 [N, L]),
+  Returns a dict with ``train`` rows (``tokens``, ``segment_ids``: ``rowfile.RowFile`` [N, L]),
+  ``eval`` rows (the same keys, int32 [M, L] in memory, ``lm_data.eval_rows``),
   the ``tokenizer``, ``log_unigram`` float32 [V] (add-one smoothed over the whole vocabulary,
   nats; counted over the training targets: text tokens and [EOS]), ``eval_bytes`` (UTF-8
-  bytes of the held-out text, for bits per byte) and ``info`` (JSON-able corpus facts).
+  bytes of the held-out text behind ``eval``, for bits per byte) and ``info`` (JSON-able corpus facts).
 
   Raises:
     ValueError: resume onto an edited corpus (``expected_sha256``), or empty data.
   """
-  text = lm_data.load_tokenized(config.data, workdir, expected_sha256=expected_sha256)
-  pack = functools.partial(packing.pack_causal, seq_len=config.data.seq_len, bos_id=BOS_ID,
-                           eos_id=EOS_ID, pad_id=tokenizer_lib.PAD_ID)
-  train_rows, eval_rows = pack(text.train_ids), pack(text.eval_ids)
+  text = lm_data.load(config.data, workdir, kind=packing.CAUSAL,
+                      expected_sha256=expected_sha256)
   vocab = text.tokenizer.vocab_size
-  counts = np.bincount(np.concatenate(text.train_ids), minlength=vocab)
-  counts[EOS_ID] += sum(1 for d in text.train_ids if len(d))
-  eval_bytes = sum(len(d.encode('utf-8')) for d in text.corpus.validation)
-  info = dict(text.info, **{'data/num_train_rows': int(train_rows['tokens'].shape[0]),
-                            'data/num_eval_rows': int(eval_rows['tokens'].shape[0]),
-                            'data/num_eval_bytes': eval_bytes})
-  return dict(train=train_rows, eval=eval_rows, tokenizer=text.tokenizer,
+  counts = text.unigram_counts.copy()
+  counts[EOS_ID] += text.info['data/num_train_packed_documents']
+  info = dict(text.info, **{'data/num_eval_bytes': text.eval_bytes})
+  return dict(train=text.train, eval=text.eval, tokenizer=text.tokenizer,
               log_unigram=lm_data.add_one_log_probs(counts, np.ones(vocab, bool)),
-              eval_bytes=eval_bytes, info=info)
+              eval_bytes=text.eval_bytes, info=info)
 
 
 # ----------------------------------------------------------------------------- model

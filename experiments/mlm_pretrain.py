@@ -100,28 +100,23 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
 
 def prepare_data(config: ml_collections.ConfigDict, workdir: str,
                  expected_sha256: str | None = None) -> dict:
-  """Loads the corpus, trains (or reuses) the tokenizer, packs rows and unigram statistics.
+  """Prepares (once) or opens the packed corpus; adds unigram statistics.
 
   ``expected_sha256`` (the corpus hash a checkpoint was trained on) is checked before the
   workdir's tokenizer is touched: resuming onto an edited corpus raises ValueError.
 
-  Returns a dict with ``train`` and ``eval`` row dicts (``tokens`` int32 [N, L]), the
+  Returns a dict with ``train`` (``tokens``: ``rowfile.RowFile`` [N, L], read per batch) and
+  ``eval`` (``tokens``: int32 [M, L] in memory, ``lm_data.eval_rows``) rows, the
   ``tokenizer``, ``log_unigram`` float32 [V] (add-one smoothed over non-special ids, nats),
   ``most_frequent`` (int id), and ``info`` (flat, JSON-able corpus facts).
   """
-  text = lm_data.load_tokenized(config.data, workdir, expected_sha256=expected_sha256)
+  text = lm_data.load(config.data, workdir, kind=packing.MLM, expected_sha256=expected_sha256)
   tok = text.tokenizer
-  pack = functools.partial(packing.pack_documents, seq_len=config.data.seq_len,
-                           cls_id=tokenizer_lib.CLS_ID, sep_id=tokenizer_lib.SEP_ID,
-                           pad_id=tokenizer_lib.PAD_ID)
-  train_rows, eval_rows = pack(text.train_ids), pack(text.eval_ids)
-  counts = np.bincount(np.concatenate(text.train_ids), minlength=tok.vocab_size)
+  counts = text.unigram_counts
   ordinary = np.arange(tok.vocab_size) >= tokenizer_lib.NUM_SPECIAL
-  info = dict(text.info, **{'data/num_train_rows': int(train_rows['tokens'].shape[0]),
-                            'data/num_eval_rows': int(eval_rows['tokens'].shape[0])})
-  return dict(train={'tokens': train_rows['tokens']}, eval={'tokens': eval_rows['tokens']},
+  return dict(train={'tokens': text.train['tokens']}, eval={'tokens': text.eval['tokens']},
               tokenizer=tok, log_unigram=lm_data.add_one_log_probs(counts, ordinary),
-              most_frequent=int(np.argmax(np.where(ordinary, counts, 0))), info=info)
+              most_frequent=int(np.argmax(np.where(ordinary, counts, 0))), info=text.info)
 
 
 # ----------------------------------------------------------------------------- model

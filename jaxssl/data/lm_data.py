@@ -1,34 +1,41 @@
-"""The text side shared by the language-model experiments: corpus, tokenizer, token counts."""
+"""The text side shared by the language-model experiments: config, prepared rows, eval sample."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 
+import jax
+from jax.experimental import multihost_utils
 import ml_collections
 from ml_collections import config_dict
 import numpy as np
 
-from jaxssl.data import corpus as corpus_lib
-from jaxssl.data import tokenizer as tokenizer_lib
 from jaxssl import config_checks
+from jaxssl import fileio
+from jaxssl.data import sources
+from jaxssl.data import token_cache
+from jaxssl.data import tokenizer as tokenizer_lib
 
 
 @dataclasses.dataclass(frozen=True)
-class TokenizedCorpus:
-  """A corpus split into documents and encoded.
+class LMData:
+  """A language-model experiment's data: training rows on disk, fixed held-out rows in memory.
 
   Attributes:
-    corpus: the ``corpus.Corpus`` (text of each split, sha256, source).
-    tokenizer: the workdir's ``tokenizer.Tokenizer``.
-    train_ids, eval_ids: int32 [n_i] token ids of each document.
+    train: ``{'tokens', 'segment_ids': rowfile.RowFile}`` int32 [N, L], read per batch.
+    eval: ``{'tokens', 'segment_ids'}`` int32 [M, L] NumPy: every held-out row, or a fixed
+      seeded sample of ``data.max_eval_rows`` of them (``eval_rows``).
+    tokenizer: the corpus's ``tokenizer.Tokenizer`` (also copied to WORKDIR/tokenizer.model).
+    unigram_counts: int64 [V] training-token counts.
+    eval_bytes: UTF-8 bytes of held-out text behind ``eval`` (pro rata rows for a sample).
     info: flat JSON-able ``data/...`` facts for ``summary.json``.
   """
-  corpus: corpus_lib.Corpus
+  train: dict
+  eval: dict
   tokenizer: tokenizer_lib.Tokenizer
-  train_ids: list[np.ndarray]
-  eval_ids: list[np.ndarray]
+  unigram_counts: np.ndarray
+  eval_bytes: float
   info: dict
 
 
@@ -38,7 +45,7 @@ def data_config(*, vocab_size: int, seq_len: int) -> ml_collections.ConfigDict:
   c.name = 'pydoc'  # 'pydoc' (embedded) or a TFDS text dataset name, e.g. 'lm1b'.
   c.files = config_dict.placeholder(str)  # Glob(s) of UTF-8 text files; overrides name.
   c.data_dir = config_dict.placeholder(str)  # TFDS data_dir of a prepared dataset.
-  c.cache_dir = config_dict.placeholder(str)  # Local TFDS builds ($JAXSSL_CACHE_DIR).
+  c.cache_dir = config_dict.placeholder(str)  # Prepared corpora ($JAXSSL_CACHE_DIR).
   c.text_key = 'text'  # Feature holding the text in a TFDS dataset.
   c.train_split = 'train'  # TFDS split read for training.
   c.eval_split = config_dict.placeholder(str)  # TFDS held-out split; else a fraction.
@@ -47,6 +54,8 @@ def data_config(*, vocab_size: int, seq_len: int) -> ml_collections.ConfigDict:
   c.max_document_chars = 2000  # Longer blank-line blocks are chunked.
   c.max_documents = config_dict.placeholder(int)  # Cap on documents read from TFDS.
   c.vocab_size = vocab_size  # SentencePiece pieces (a soft limit on small corpora).
+  c.tokenizer_sample_chars = 10_000_000  # The tokenizer learns from at most ~this much text.
+  c.max_eval_rows = 4096  # Held-out rows evaluated: all if fewer, else a fixed sample.
   c.seq_len = seq_len  # L: tokens per packed row.
   return c
 
@@ -60,7 +69,8 @@ def smoke(data: ml_collections.ConfigDict) -> None:
 
 def check_config(config: ml_collections.ConfigDict, *, min_seq_len: int) -> None:
   """Checks ``config.data`` of a language-model experiment; ValueError names the first bad field."""
-  config_checks.positive(config, 'data.vocab_size', 'data.seq_len', 'data.max_document_chars')
+  config_checks.positive(config, 'data.vocab_size', 'data.seq_len', 'data.max_document_chars',
+                         'data.tokenizer_sample_chars', 'data.max_eval_rows')
   config_checks.non_negative(config, 'data.split_seed')
   config_checks.in_open_unit_interval(config, 'data.validation_fraction')
   data = config.data
@@ -71,44 +81,59 @@ def check_config(config: ml_collections.ConfigDict, *, min_seq_len: int) -> None
                      f'{tokenizer_lib.NUM_SPECIAL} special tokens')
 
 
-def _sha256(path: str) -> str:
-  with open(path, 'rb') as f:
-    return hashlib.sha256(f.read()).hexdigest()
+def eval_rows(rows: dict, *, max_rows: int, seed: int) -> tuple[dict, float]:
+  """The held-out rows evaluated, in memory: all N if N <= ``max_rows``, else a sample.
+
+  The sample is ``max_rows`` distinct rows in file order, drawn by
+  ``np.random.default_rng([seed, 1])``: the same at every evaluation, on every device and
+  process count. Returns ``({key: int32 [M, L]}, M / N)``.
+  """
+  num_rows = len(rows['tokens'])
+  if num_rows <= max_rows:
+    return {key: value.read_all() for key, value in rows.items()}, 1.0
+  chosen = np.sort(np.random.default_rng([seed, 1]).choice(num_rows, max_rows, replace=False))
+  return {key: value[chosen] for key, value in rows.items()}, max_rows / num_rows
 
 
-def load_tokenized(data: ml_collections.ConfigDict, workdir: str, *,
-                   expected_sha256: str | None = None) -> TokenizedCorpus:
-  """Loads the corpus of ``data`` and encodes it with the workdir's tokenizer.
+def load(data: ml_collections.ConfigDict, workdir: str, *, kind: str,
+         expected_sha256: str | None = None) -> LMData:
+  """Prepares (once) or opens the corpus of ``data`` as ``kind`` rows (``token_cache``).
 
-  The tokenizer (``WORKDIR/tokenizer.model``) is trained on the training split, or reused when
-  trained on this corpus and ``data.vocab_size``. ``expected_sha256`` is the corpus hash the
-  workdir's checkpoints were trained on (None for a fresh run), checked before the tokenizer.
+  In a run of several processes, process 0 prepares first and the others then find the entry
+  (in a cache shared by all hosts) or build the identical one (in a per-host cache).
+  ``expected_sha256`` is the corpus hash the workdir's checkpoints were trained on (None for a
+  fresh run).
 
   Raises:
     ValueError: the corpus no longer has ``expected_sha256`` (resume onto edited data), or
-      an empty or too small corpus (see ``corpus.load_corpus``).
-    FileNotFoundError: ``data.files`` matches nothing.
+      an empty or too small corpus (see ``corpus.scan``).
+    FileNotFoundError: ``data.files`` matches nothing, or a TFDS dataset is not prepared.
   """
-  corpus = corpus_lib.load_corpus(data)
-  if expected_sha256 not in (None, corpus.sha256):
+  cache = sources.cache_dir(data)
+  if jax.process_count() > 1:
+    if jax.process_index() == 0:
+      token_cache.prepare(data, kind=kind, cache_dir=cache)
+    multihost_utils.sync_global_devices('jaxssl: corpus prepared')
+  prepared = token_cache.prepare(data, kind=kind, cache_dir=cache)
+  meta = prepared.meta
+  if expected_sha256 not in (None, meta['sha256']):
     raise ValueError(f'{workdir}: its checkpoints were trained on a corpus with sha256 '
-                     f'{expected_sha256}, but {corpus.source} now gives {corpus.sha256} (was a '
-                     'file edited?); use another --workdir or restore the data')
-  model_path = os.path.join(workdir, 'tokenizer.model')
-  tok = tokenizer_lib.load_or_train(corpus.train, vocab_size=data.vocab_size,
-                                    model_path=model_path, corpus_sha256=corpus.sha256)
-  train_ids, eval_ids = tok.encode(corpus.train), tok.encode(corpus.validation)
-  info = {
-      'data/source': corpus.source,
-      'data/sha256': corpus.sha256,
-      'data/num_train_documents': len(corpus.train),
-      'data/num_eval_documents': len(corpus.validation),
-      'data/num_train_tokens': int(sum(len(d) for d in train_ids)),
-      'data/num_eval_tokens': int(sum(len(d) for d in eval_ids)),
-      'data/vocab_size': tok.vocab_size,
-      'data/tokenizer_sha256': _sha256(model_path),
-  }
-  return TokenizedCorpus(corpus, tok, train_ids, eval_ids, info)
+                     f'{expected_sha256}, but {meta["source"]} now gives {meta["sha256"]} (was '
+                     'a file edited?); use another --workdir or restore the data')
+  fileio.write_atomic(os.path.join(workdir, 'tokenizer.model'),
+                      (prepared.path / 'tokenizer.model').read_bytes())
+  evaluated, fraction = eval_rows(prepared.eval, max_rows=data.max_eval_rows,
+                                  seed=data.split_seed)
+  info = {'data/source': meta['source'], 'data/sha256': meta['sha256'],
+          'data/prepared': str(prepared.path),
+          'data/tokenizer_sha256': meta['tokenizer_sha256'], 'data/vocab_size': meta['vocab_size'],
+          'data/num_eval_rows_evaluated': int(len(evaluated['tokens']))}
+  for key in ('train_documents', 'eval_documents', 'train_tokens', 'eval_tokens',
+              'train_rows', 'eval_rows', 'tokenizer_documents', 'tokenizer_chars',
+              'train_packed_documents'):
+    info[f'data/num_{key}'] = meta[f'num_{key}']
+  return LMData(prepared.train, evaluated, prepared.tokenizer, prepared.unigram_counts,
+                meta['num_eval_bytes'] * fraction, info)
 
 
 def add_one_log_probs(counts: np.ndarray, support: np.ndarray) -> np.ndarray:

@@ -2,12 +2,100 @@
 
 RoBERTa (Liu et al. 2019, arXiv:1907.11692, Sec. 4.2 FULL-SENTENCES): documents, each followed
 by [SEP], form one stream cut into rows regardless of document boundaries (padding only in the
-last row); each row starts with [CLS] as in BERT (Devlin et al. 2019, arXiv:1810.04805).
+last row); each row starts with [CLS] as in BERT (Devlin et al. 2019, arXiv:1810.04805). The
+causal form cuts ``[BOS] doc [EOS]`` streams into overlapping windows, as nanoGPT's x/y pairs.
+``RowPacker`` packs a stream of document batches with memory of one row; ``pack_documents`` and
+``pack_causal`` are it applied to a whole list.
 """
 
 from collections.abc import Sequence
 
 import numpy as np
+
+MLM, CAUSAL = 'mlm', 'causal'
+
+
+class RowPacker:
+  """Packs documents given a batch at a time into the rows of the whole stream.
+
+  ``add`` returns the rows completed so far, ``finish`` the padded rest; their concatenation
+  is ``pack_documents`` (``kind='mlm'``) or ``pack_causal`` (``kind='causal'``) of every
+  document added, in order. Rows: ``tokens`` and ``segment_ids``, int32 [n, L].
+
+  Raises (at construction):
+    ValueError: ``kind`` unknown, or ``seq_len`` < 3 (mlm) / < 2 (causal).
+  """
+
+  def __init__(self, kind: str, *, seq_len: int, start_id: int, end_id: int, pad_id: int):
+    minimum = {MLM: 3, CAUSAL: 2}.get(kind)
+    if minimum is None:
+      raise ValueError(f'packing kind must be {MLM!r} or {CAUSAL!r}, got {kind!r}.')
+    if seq_len < minimum:
+      raise ValueError(f'seq_len must be >= {minimum} for {kind} rows, got {seq_len}.')
+    self.kind, self.seq_len = kind, seq_len
+    self._start, self._end, self._pad = start_id, end_id, pad_id
+    self._tokens = np.zeros(0, np.int32)  # stream not yet in a row
+    self._docs = np.zeros(0, np.int64)  # index of each stream token's document
+    self._num_docs = 0  # non-empty documents so far
+
+  def add(self, docs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Adds int [n_i] token ids of documents (empty ones skipped); returns complete rows."""
+    docs = [np.asarray(d).reshape(-1) for d in docs]
+    docs = [d for d in docs if d.size]
+    if docs:
+      if self.kind == MLM:
+        pieces = [np.append(d, self._end) for d in docs]
+      else:
+        pieces = [np.concatenate([[self._start], d, [self._end]]) for d in docs]
+      index = self._num_docs + np.repeat(np.arange(len(docs)), [p.size for p in pieces])
+      self._tokens = np.concatenate([self._tokens, *pieces]).astype(np.int32)
+      self._docs = np.concatenate([self._docs, index])
+      self._num_docs += len(docs)
+    return self._emit(final=False)
+
+  def finish(self) -> dict[str, np.ndarray]:
+    """The last rows, padded with ``pad_id`` (segment 0).
+
+    Raises:
+      ValueError: if no document had a token.
+    """
+    if not self._num_docs:
+      raise ValueError(f'pack {self.kind}: no tokens (every document is empty).')
+    return self._emit(final=True)
+
+  def _emit(self, *, final: bool) -> dict[str, np.ndarray]:
+    """Cuts every complete row (every row, padded, when ``final``) off the pending stream."""
+    stride = self.seq_len - 1
+    # MLM rows are disjoint stream windows of `stride`; causal rows are windows of L that
+    # share one token with the next, so a window needs one token beyond its stride.
+    overlap = 0 if self.kind == MLM else 1
+    available = self._tokens.size - overlap
+    num_rows = -(-available // stride) if final else available // stride
+    num_rows = max(num_rows, 0)
+    width = stride + overlap
+    length = num_rows * stride + overlap if num_rows else 0
+    padding = max(length - self._tokens.size, 0)
+    stream = np.pad(self._tokens, (0, padding), constant_values=self._pad)
+    docs = np.pad(self._docs, (0, padding), constant_values=-1)
+    windows = np.arange(num_rows)[:, None] * stride + np.arange(width)[None, :]
+    tokens, index = stream[windows], docs[windows]
+    # A row's first token belongs to its lowest document: segments count from 1 there.
+    segments = np.where(index >= 0, index - index[:, :1] + 1, 0)
+    if self.kind == MLM:
+      tokens = np.concatenate([np.full((num_rows, 1), self._start, np.int32), tokens], axis=1)
+      segments = np.concatenate([np.ones((num_rows, 1), np.int64), segments], axis=1)
+    keep = num_rows * stride if num_rows else 0
+    self._tokens, self._docs = self._tokens[keep:], self._docs[keep:]
+    if final:
+      self._tokens, self._docs = self._tokens[:0], self._docs[:0]
+    return {'tokens': tokens.astype(np.int32).reshape(num_rows, self.seq_len),
+            'segment_ids': segments.astype(np.int32).reshape(num_rows, self.seq_len)}
+
+
+def _pack_all(kind, docs, **ids) -> dict[str, np.ndarray]:
+  packer = RowPacker(kind, **ids)
+  parts = [packer.add(docs), packer.finish()]
+  return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
 def pack_documents(
@@ -31,24 +119,7 @@ def pack_documents(
   Raises:
     ValueError: if ``seq_len < 3`` or every document is empty.
   """
-  if seq_len < 3:
-    raise ValueError(f'seq_len must be >= 3 ([CLS], a token, [SEP]), got {seq_len}.')
-  docs = [np.asarray(d).reshape(-1) for d in docs]
-  docs = [d for d in docs if d.size]
-  if not docs:
-    raise ValueError('pack_documents: no tokens (every document is empty).')
-  stream = np.concatenate([np.append(d, sep_id) for d in docs]).astype(np.int32)
-  doc_index = np.repeat(np.arange(len(docs)), [d.size + 1 for d in docs])
-  width = seq_len - 1
-  num_rows = -(-stream.size // width)
-  padding = num_rows * width - stream.size
-  stream = np.pad(stream, (0, padding), constant_values=pad_id).reshape(num_rows, width)
-  doc_index = np.pad(doc_index, (0, padding), constant_values=-1).reshape(num_rows, width)
-  # The stream is in document order, so a row's first token has its smallest index.
-  segments = np.where(doc_index >= 0, doc_index - doc_index[:, :1] + 1, 0)
-  tokens = np.concatenate([np.full((num_rows, 1), cls_id, np.int32), stream], axis=1)
-  segment_ids = np.concatenate([np.ones((num_rows, 1), np.int64), segments], axis=1)
-  return {'tokens': tokens, 'segment_ids': segment_ids.astype(np.int32)}
+  return _pack_all(MLM, docs, seq_len=seq_len, start_id=cls_id, end_id=sep_id, pad_id=pad_id)
 
 
 def count_real_tokens(tokens: np.ndarray, *, pad_id: int) -> int:
@@ -74,20 +145,5 @@ def pack_causal(
   Raises:
     ValueError: ``seq_len < 2`` or every document is empty.
   """
-  if seq_len < 2:
-    raise ValueError(f'seq_len must be >= 2 (a token and its target), got {seq_len}.')
-  docs = [np.asarray(d).reshape(-1) for d in docs]
-  docs = [d for d in docs if d.size]
-  if not docs:
-    raise ValueError('pack_causal: no tokens (every document is empty).')
-  stream = np.concatenate([np.concatenate([[bos_id], d, [eos_id]]) for d in docs])
-  doc_index = np.repeat(np.arange(len(docs)), [d.size + 2 for d in docs])
-  stride = seq_len - 1
-  num_rows = -(-(stream.size - 1) // stride)
-  length = num_rows * stride + 1
-  stream = np.pad(stream, (0, length - stream.size), constant_values=pad_id)
-  doc_index = np.pad(doc_index, (0, length - doc_index.size), constant_values=-1)
-  windows = np.arange(num_rows)[:, None] * stride + np.arange(seq_len)[None, :]  # [N, L]
-  tokens, index = stream[windows], doc_index[windows]
-  segments = np.where(index >= 0, index - index[:, :1] + 1, 0)
-  return {'tokens': tokens.astype(np.int32), 'segment_ids': segments.astype(np.int32)}
+  return _pack_all(CAUSAL, docs, seq_len=seq_len, start_id=bos_id, end_id=eos_id,
+                   pad_id=pad_id)

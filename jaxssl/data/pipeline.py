@@ -3,7 +3,8 @@
 Each epoch is a fresh permutation from ``np.random.default_rng([seed, epoch])`` and nothing
 else, so a resumed run reads exactly the batches it would have (no state to checkpoint).
 Process p holds rows [p*b, (p+1)*b) of the global batch, b = global_batch_size //
-process_count. Plain NumPy indexing; the packed corpus fits in host memory.
+process_count. Rows are NumPy arrays or ``rowfile.RowFile``s (on disk, in a bucket): either
+way only the rows of this process's slice are read.
 """
 
 import functools

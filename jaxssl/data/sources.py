@@ -14,13 +14,16 @@ from collections.abc import Iterator, Sequence
 
 import ml_collections
 import tensorflow_datasets as tfds
+from etils import epath
 
 _READ_CHUNK = 1024  # examples per ArrayRecord read
 
 
 def cache_dir(data: ml_collections.ConfigDict) -> str:
-  """``data.cache_dir``, else ``$JAXSSL_CACHE_DIR``, else ``~/.cache/jaxssl``."""
+  """``data.cache_dir``, else ``$JAXSSL_CACHE_DIR``, else ``~/.cache/jaxssl`` (or a ``gs://`` URI)."""
   path = data.get('cache_dir') or os.environ.get('JAXSSL_CACHE_DIR') or '~/.cache/jaxssl'
+  if '://' in path:  # a bucket: os.path would make it a local path
+    return path
   return os.path.abspath(os.path.expanduser(path))
 
 
@@ -29,13 +32,32 @@ def patterns(files: str) -> list[str]:
   return [p.strip() for p in files.split(',') if p.strip()]
 
 
+def _absolute(pattern: str) -> str:
+  """A local pattern made absolute (``~`` expanded); a URI (``gs://...``) as it is."""
+  return pattern if '://' in pattern else os.path.abspath(os.path.expanduser(pattern))
+
+
 def files_source(files: str) -> str:
   """``'files:<abs glob>[,...]'``: the ``source`` string of a ``data.files`` source."""
-  return 'files:' + ','.join(os.path.abspath(os.path.expanduser(p)) for p in patterns(files))
+  return 'files:' + ','.join(_absolute(p) for p in patterns(files))
+
+
+def _glob(pattern: str) -> list[str]:
+  """Files matching one glob: local (``glob``, ``**`` recursive) or a URI (``etils.epath``)."""
+  if '://' not in pattern:
+    matches = glob.glob(os.path.expanduser(pattern), recursive=True)
+    return [os.path.abspath(m) for m in matches if os.path.isfile(m)]
+  parts = pattern.split('/')
+  first = next((i for i, part in enumerate(parts) if any(c in part for c in '*?[')), len(parts))
+  root, rest = epath.Path('/'.join(parts[:first])), '/'.join(parts[first:])
+  if not rest:
+    return [pattern] if root.is_file() else []
+  return [os.fspath(p) for p in root.glob(rest) if p.is_file()]
 
 
 def glob_files(files: str) -> list[str]:
-  """Expands the comma-separated globs of ``data.files`` (``~``, ``**``) to sorted absolute files.
+  """Expands the comma-separated globs of ``data.files`` (``~``, ``**``, ``gs://``) to sorted
+  absolute files.
 
   Raises:
     FileNotFoundError: naming ``data.files`` and the pattern, if a glob matches no file.
@@ -46,8 +68,7 @@ def glob_files(files: str) -> list[str]:
     raise ValueError(f'data.files={files!r} holds no glob pattern.')
   paths = set()
   for pattern in globs:
-    matches = glob.glob(os.path.expanduser(pattern), recursive=True)
-    matches = [os.path.abspath(m) for m in matches if os.path.isfile(m)]
+    matches = _glob(pattern)
     if not matches:
       raise FileNotFoundError(f'data.files: no file matches {pattern!r}.')
     paths.update(matches)

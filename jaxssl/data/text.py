@@ -1,11 +1,16 @@
 """Cleaning raw text and cutting it into documents: pure string functions, no I/O.
 
-``pydoc_text`` is the embedded default corpus, the Python reference topics shipped with the
-interpreter (``pydoc_data.topics``), so an experiment runs with no download.
+Two forms with one result: ``split_documents(clean_text(text))`` on a whole text, and
+``iter_documents(decode_lines(chunks))`` on a stream of byte chunks, whose memory is one
+document. ``pydoc_text`` is the embedded default corpus, the Python reference topics shipped
+with the interpreter (``pydoc_data.topics``), so an experiment runs with no download.
 """
 
+import codecs
+import itertools
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
 
 import pydoc_data.topics
 
@@ -29,6 +34,16 @@ def _is_rule_line(line: str) -> bool:
 def _clean_line(line: str) -> str:
   """Strips `line` and collapses runs of spaces inside it to one space."""
   return _SPACE_RUN.sub(' ', line.translate(_SPACE_LIKE).strip())
+
+
+def _clean_raw_line(line: str) -> str | None:
+  """One line of ``clean_text`` (NFKC, rule lines dropped as None, spaces collapsed).
+
+  NFKC line by line equals NFKC of the whole text: ``\\n`` is a starter that composes
+  with nothing, so normalisation never crosses it.
+  """
+  line = unicodedata.normalize('NFKC', line)
+  return None if _is_rule_line(line) else _clean_line(line)
 
 
 def clean_text(text: str) -> str:
@@ -108,6 +123,54 @@ def split_documents(text: str, *, max_chars: int) -> list[str]:
   for block in _blocks(text):
     documents.extend(_chunk_block(block, max_chars))
   return documents
+
+
+def decode_lines(chunks: Iterable[bytes], label: str) -> Iterator[str]:
+  """The lines of UTF-8 bytes read in chunks, as ``text.split('\\n')`` after ``clean_text``'s
+  newline rule (``\\r\\n`` and ``\\r`` are ``\\n``); a leading byte-order mark is dropped.
+
+  Raises:
+    ValueError: the bytes are not UTF-8, naming ``label`` (a file) and the byte offset.
+  """
+  decoder = codecs.getincrementaldecoder('utf-8-sig')()
+  offset, pending = 0, ''
+  for chunk in itertools.chain(chunks, [None]):
+    try:
+      piece = decoder.decode(chunk or b'', final=chunk is None)
+    except UnicodeDecodeError as e:
+      raise ValueError(f'{label} is not valid UTF-8 (byte {offset + e.start}: {e.reason}); '
+                       'convert it, e.g. with iconv -t UTF-8.') from e
+    offset += len(chunk or b'')
+    pending += piece
+    # A chunk may end between '\r' and '\n': keep a trailing '\r' for the next one.
+    keep = 1 if chunk is not None and pending.endswith('\r') else 0
+    ready, pending = pending[:len(pending) - keep], pending[len(pending) - keep:]
+    lines = ready.replace('\r\n', '\n').replace('\r', '\n').split('\n')
+    pending = lines.pop() + pending
+    yield from lines
+  yield pending
+
+
+def iter_documents(lines: Iterable[str], *, max_chars: int) -> Iterator[str]:
+  """``split_documents(clean_text('\\n'.join(lines)))``, one document at a time.
+
+  Raises:
+    ValueError: if ``max_chars < 1``.
+  """
+  if max_chars < 1:
+    raise ValueError(f'max_chars must be >= 1, got {max_chars}.')
+  block = []
+  for raw in lines:
+    line = _clean_raw_line(raw)
+    if line is None:
+      continue
+    if line.strip():
+      block.append(line)
+    elif block:
+      yield from _chunk_block(block, max_chars)
+      block = []
+  if block:
+    yield from _chunk_block(block, max_chars)
 
 
 def pydoc_text() -> str:

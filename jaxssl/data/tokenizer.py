@@ -7,12 +7,12 @@ shuffling), since the vocabulary is cached on disk and shared by restarts and pr
 """
 
 import io
-import json
 import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import sentencepiece as spm
+from etils import epath
 
 from jaxssl import fileio
 
@@ -28,6 +28,8 @@ SPECIAL_PIECES = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
 # fed line by line, and a line is at most `max_document_chars` (<= 4 bytes a char).
 _MAX_SENTENCE_BYTES = 1 << 16
 _SEED = 0
+# Bump when training settings change the model: part of the token cache's key.
+TRAINER_VERSION = 1
 _WORD_START = '\u2581'  # '▁', SentencePiece's mark of a piece that starts a word.
 
 
@@ -69,12 +71,10 @@ def _train_model_proto(documents: Sequence[str], vocab_size: int) -> bytes:
   return model.getvalue()
 
 
-def train_tokenizer(
-    documents: Sequence[str], *, vocab_size: int, model_path: str | os.PathLike
-) -> None:
-  """Trains a SentencePiece unigram vocabulary and writes it to ``model_path`` atomically.
+def train_model(documents: Sequence[str], *, vocab_size: int) -> bytes:
+  """Trains a SentencePiece unigram vocabulary; returns the serialized model file.
 
-  Deterministic (byte-identical file in any process). ``vocab_size`` counts the specials and is
+  Deterministic (byte-identical in any process). ``vocab_size`` counts the specials and is
   soft: a small corpus gets fewer pieces (read ``Tokenizer.vocab_size``). Each non-empty line
   of ``documents`` is a training sentence, normalised by SentencePiece's ``nmt_nfkc`` rule.
 
@@ -85,16 +85,23 @@ def train_tokenizer(
     raise ValueError(f'vocab_size must be > {NUM_SPECIAL}, got {vocab_size}.')
   if not any(True for _ in _lines(documents)):
     raise ValueError('train_tokenizer: the documents hold no text.')
-  fileio.write_atomic(os.fspath(model_path), _train_model_proto(documents, vocab_size))
+  return _train_model_proto(documents, vocab_size)
 
 
-def _load_processor(path: str) -> spm.SentencePieceProcessor:
-  """Loads a model file, checking the special pieces sit at their fixed ids."""
-  if not os.path.isfile(path):
+def train_tokenizer(
+    documents: Sequence[str], *, vocab_size: int, model_path: str | os.PathLike
+) -> None:
+  """``train_model`` written to ``model_path`` atomically (same errors)."""
+  fileio.write_atomic(os.fspath(model_path), train_model(documents, vocab_size=vocab_size))
+
+
+def _load_processor(path: epath.Path) -> spm.SentencePieceProcessor:
+  """Loads a model file (local or in a bucket), checking the specials sit at their fixed ids."""
+  if not path.exists():
     raise FileNotFoundError(f'No tokenizer model at {path}.')
   processor = spm.SentencePieceProcessor()
   try:
-    processor.load(model_file=path)
+    processor.load_from_serialized_proto(path.read_bytes())
   except (OSError, RuntimeError) as e:
     raise ValueError(f'{path} is not a SentencePiece model: {e}') from e
   num_found = min(NUM_SPECIAL, processor.get_piece_size())
@@ -117,14 +124,14 @@ class Tokenizer:
       specials; whole-word masking groups a word-start piece with the pieces after it.
   """
 
-  def __init__(self, model_path: str | os.PathLike):
+  def __init__(self, model_path: epath.PathLike):
     """Loads ``model_path``.
 
     Raises:
       FileNotFoundError: if the file does not exist (naming it).
       ValueError: if it is not a SentencePiece model with this module's specials.
     """
-    self.model_path = os.fspath(model_path)
+    self.model_path = epath.Path(model_path)
     self._processor = _load_processor(self.model_path)
     self.vocab_size = self._processor.get_piece_size()
     pieces = [self._processor.id_to_piece(i) for i in range(self.vocab_size)]
@@ -152,27 +159,3 @@ class Tokenizer:
     if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
       raise ValueError(f'ids must be in [0, {self.vocab_size}), got {ids.min()}..{ids.max()}.')
     return self._processor.decode(ids[ids >= NUM_SPECIAL].tolist())
-
-
-def load_or_train(
-    documents: Sequence[str], *, vocab_size: int, model_path: str | os.PathLike,
-    corpus_sha256: str,
-) -> Tokenizer:
-  """Reuses ``model_path`` if it was trained on this corpus and size, else trains it.
-
-  ``<model_path>.json`` records ``corpus_sha256`` (hex, naming the corpus of ``documents``) and
-  ``vocab_size``; a file without a matching record (e.g. left by a killed run of another corpus)
-  is retrained, never reused. ``documents`` are read only to train.
-  """
-  key = {'corpus_sha256': corpus_sha256, 'vocab_size': vocab_size}
-  key_path = f'{os.fspath(model_path)}.json'
-  try:
-    with open(key_path, encoding='utf-8') as f:
-      fresh = json.load(f) == key and os.path.isfile(model_path)
-  except (OSError, ValueError):
-    fresh = False
-  if not fresh:
-    train_tokenizer(documents, vocab_size=vocab_size, model_path=model_path)
-    # Every process of a run trains and writes here at once: each needs its own temporary file.
-    fileio.write_atomic(key_path, json.dumps(key).encode('utf-8'))
-  return Tokenizer(model_path)

@@ -110,3 +110,19 @@ def test_causal_targets_cover_the_stream_once():
   np.testing.assert_array_equal(tokens[:, 1:][target], stream)
   with pytest.raises(ValueError, match='empty'):
     _causal([[]], seq_len=4)
+
+
+@pytest.mark.parametrize('kind', [packing.MLM, packing.CAUSAL])
+def test_packer_fed_in_batches_equals_whole_list(kind):
+  rng = np.random.default_rng(1)
+  docs = [rng.integers(5, 100, size=n) for n in rng.integers(0, 40, size=60)]
+  ids = dict(seq_len=9, start_id=CLS, end_id=SEP, pad_id=PAD)
+  whole = packing.RowPacker(kind, **ids)
+  parts = [whole.add(docs), whole.finish()]
+  expected = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  for cuts in ([1, 2, 3], [10, 11, 30, 59], list(range(0, 60, 1))):
+    packer = packing.RowPacker(kind, **ids)
+    bounds = [0, *cuts, len(docs)]
+    parts = [packer.add(docs[a:b]) for a, b in zip(bounds[:-1], bounds[1:])] + [packer.finish()]
+    for key in expected:
+      np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), expected[key])

@@ -118,21 +118,3 @@ def test_train_rejects_bad_arguments(tmp_path):
     tokenizer.train_tokenizer(['a b'], vocab_size=5, model_path=tmp_path / 'a.model')
   with pytest.raises(ValueError, match='no text'):
     tokenizer.train_tokenizer(['', '\n '], vocab_size=50, model_path=tmp_path / 'a.model')
-
-
-def test_load_or_train_reuses_existing_file(tmp_path):
-  path = tmp_path / 'v.model'
-  first = tokenizer.load_or_train(['one two three', 'two three'], vocab_size=20, model_path=path,
-                                  corpus_sha256='a')
-  data = path.read_bytes()
-  # A second call must not retrain: with no documents training would fail.
-  second = tokenizer.load_or_train([], vocab_size=20, model_path=path, corpus_sha256='a')
-  assert path.read_bytes() == data
-  assert second.vocab_size == first.vocab_size
-  # Another corpus or size retrains (here: fails, as there is nothing to train on).
-  for other in ({'corpus_sha256': 'b', 'vocab_size': 20}, {'corpus_sha256': 'a', 'vocab_size': 30}):
-    with pytest.raises(ValueError):
-      tokenizer.load_or_train([], model_path=path, **other)
-  retrained = tokenizer.load_or_train(['red green blue', 'green blue'], vocab_size=20,
-                                      model_path=path, corpus_sha256='b')
-  assert path.read_bytes() != data and retrained.vocab_size > tokenizer.NUM_SPECIAL

@@ -66,6 +66,10 @@ def test_sigkill_after_checkpoint_then_restart_matches(module, tmp_path):
   ours, summary = _evals(workdir)
   assert summary['restored_from_step'] == N
   assert ours == _evals(str(tmp_path / 'ref'))[0]
+  # The kill fell mid-epoch and the run crossed an epoch boundary: batches read from the
+  # prepared row files by (seed, step) neither repeat nor skip across the restart.
+  steps_per_epoch = summary['data/num_train_rows'] // module.smoke_config().global_batch_size
+  assert N % steps_per_epoch and steps_per_epoch < 2 * N, steps_per_epoch
 
 
 def test_sigterm_saves_exits_143_and_the_restart_matches(tmp_path):

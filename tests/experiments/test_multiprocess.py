@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from experiments import mlm_pretrain
-from jaxssl.data import corpus
+from jaxssl.data import packing, token_cache
 from tests.experiments.helpers import command_flags
 
 pytestmark = pytest.mark.slow
@@ -141,7 +141,8 @@ def _last_run_record(workdir):
 
 def test_two_processes_match_one_and_a_single_process_restores(tmp_path, spawn):
   cache = str(tmp_path / 'cache')
-  corpus.load_corpus(_config(cache).data)  # the TFDS cache, built once before the runs
+  # The prepared corpus, built once before the runs.
+  token_cache.prepare(_config(cache).data, kind=packing.MLM, cache_dir=cache)
   ref, two = str(tmp_path / 'ref'), str(tmp_path / 'two')
 
   # The reference (one process, two devices) runs alongside the pair: each is CPU-bound on
@@ -219,7 +220,7 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_a_damaged_checkpoint_
   # step and exit 143; the pair resumes to the reference's metrics. Then the final
   # checkpoint of a copy is damaged: both processes agree to fall back to the one before.
   cache = str(tmp_path / 'cache')
-  corpus.load_corpus(_config(cache).data)
+  token_cache.prepare(_config(cache).data, kind=packing.MLM, cache_dir=cache)
   ref, two = str(tmp_path / 'ref'), str(tmp_path / 'two')
   long = dict(steps=LONG, every=EVERY_LONG)
   port = _free_port()

@@ -1,6 +1,6 @@
 """Preparing a local TFDS builder once, offline, safely from several processes.
 
-Shared by ``local_text`` and ``local_images``, which name configs after ``content_sha256`` of
+Used by ``local_images``, which names configs after ``content_sha256`` of
 the source (an edited source gets a new directory; a stale one is never served).
 """
 
