@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 N = 150  # checkpoint cadence; the run has 2N steps
+B = 32  # rows a step: an epoch of the smoke corpus (~5,400 rows) is ~170 steps
 
 
 def _flags(module, workdir, cache_dir):
@@ -28,6 +29,7 @@ def _flags(module, workdir, cache_dir):
   smoke = module.smoke_config()
   smoke.num_train_steps, smoke.checkpoint_every_steps = 2 * N, N
   smoke.log_every_steps = 50
+  smoke.global_batch_size = B
   smoke.data.cache_dir = cache_dir
   return [f'--workdir={workdir}', *command_flags(module, smoke)]
 
@@ -68,7 +70,7 @@ def test_sigkill_after_checkpoint_then_restart_matches(module, tmp_path):
   assert ours == _evals(str(tmp_path / 'ref'))[0]
   # The kill fell mid-epoch and the run crossed an epoch boundary: batches read from the
   # prepared row files by (seed, step) neither repeat nor skip across the restart.
-  steps_per_epoch = summary['data/num_train_rows'] // module.smoke_config().global_batch_size
+  steps_per_epoch = summary['data/num_train_rows'] // B
   assert N % steps_per_epoch and steps_per_epoch < 2 * N, steps_per_epoch
 
 
