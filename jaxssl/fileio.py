@@ -17,6 +17,7 @@ import uuid
 
 import fsspec
 from etils import epath
+from etils.epath import gpath
 
 # Set where unset, so an explicit value wins.
 ALWAYS = {
@@ -62,6 +63,9 @@ def configure_storage() -> None:
   """
   for name, value in derived_environment().items():
     os.environ.setdefault(name, value)
+  # etils caches its TensorFlow check on the first path it touches (TFDS touches one when
+  # imported): forget it, or gs:// would stay with gfile, which goes to Google, not the emulator.
+  getattr(gpath._is_tf_installed, 'cache_clear', lambda: None)()  # pylint: disable=protected-access
   if emulator_url():
     fsspec.config.conf.setdefault('gcs', {}).setdefault('token', 'anon')
 

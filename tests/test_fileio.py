@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from etils.epath import gpath
+
 from jaxssl import fileio
 from tests import gcs_emulator as emulator_lib
 
@@ -42,10 +44,14 @@ def test_the_emulator_variables_are_derived_from_storage_emulator_host():
       'GOOGLE_AUTH_TOKEN_FOR_TESTING': 'emulator', 'GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT': 'false'}
 
 
-def test_gs_paths_go_through_gcsfs_not_tensorflow():
-  # TensorFlow's gfile ignores STORAGE_EMULATOR_HOST; etils picks it when TF is installed.
-  backend = fileio.path('gs://bucket/x')._backend  # pylint: disable=protected-access
-  assert type(backend).__name__ == '_FileSystemSpecBackend'
+def test_gs_paths_go_through_gcsfs_not_tensorflow(monkeypatch):
+  # TensorFlow's gfile ignores STORAGE_EMULATOR_HOST; etils picks it when TF is installed,
+  # and decides once, on the first path it touches (importing TFDS touches one).
+  monkeypatch.delenv('EPATH_USE_TF')
+  gpath._is_tf_installed.cache_clear()  # pylint: disable=protected-access
+  assert type(fileio.path('gs://bucket/x')._backend).__name__ == '_TfBackend'  # pylint: disable=protected-access
+  fileio.configure_storage()
+  assert type(fileio.path('gs://bucket/x')._backend).__name__ == '_FileSystemSpecBackend'  # pylint: disable=protected-access
 
 
 def test_write_atomic_in_a_bucket_replaces_the_object(gcs, gcs_emulator):
