@@ -1,8 +1,8 @@
-"""``--workdir=gs://...`` from the command line, against the local GCS emulator, which jaxssl
-reaches only through STORAGE_EMULATOR_HOST (the child processes get none of the variables
-``fileio`` derives from it): a run SIGKILLed after a checkpoint resumes from the bucket and
-ends with the results of an uninterrupted run; a missing bucket or a silent emulator is one
-error line naming the workdir.
+"""A workdir in a bucket (the local GCS emulator): a run that crashes after a checkpoint
+resumes and ends with a local run's results; from the command line, where jaxssl reaches the
+emulator only through STORAGE_EMULATOR_HOST (the child processes get none of the variables
+``fileio`` derives from it), the same after a real SIGKILL (slow), and a missing bucket or a
+silent emulator is one error line naming the workdir.
 """
 
 import json
@@ -17,7 +17,8 @@ import pytest
 from experiments import autoencoder
 from jaxssl import fileio
 from tests import gcs_emulator as emulator_lib
-from tests.experiments.helpers import command_flags
+from jaxssl.train import workdir as workdir_lib
+from tests.experiments.helpers import command_flags, evals, fail_after, smoke
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 N = 600  # checkpoint cadence; the run has 2N steps, about 3 s after the step-N checkpoint
@@ -48,8 +49,18 @@ def _start(workdir, cache_dir, cwd, emulator_url=None, **overrides):
       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _evals(summary):
-  return {k: v for k, v in summary.items() if k.startswith('eval/')}
+def test_a_run_in_a_bucket_resumes_after_a_crash_to_the_local_results(
+    gcs, smoke_run, cache_dir, tmp_path, monkeypatch):
+  _, reference = smoke_run(autoencoder)  # a local workdir
+  monkeypatch.chdir(tmp_path)  # a URI taken for a local path would be written here
+  config = smoke(autoencoder, cache_dir)
+  fail_after(3, autoencoder, config, gcs)  # crashes after step 3 and its checkpoint
+  resumed = autoencoder.train_and_evaluate(config, gcs)
+  assert resumed['restored_from_step'] == 3
+  assert evals(resumed) == evals(reference)
+  assert evals(workdir_lib.finished_summary(gcs, autoencoder.EXPERIMENT, config)) == evals(
+      reference)
+  assert not os.listdir(tmp_path)
 
 
 @pytest.mark.slow
@@ -79,7 +90,7 @@ def test_sigkill_in_a_bucket_then_restart_matches_an_uninterrupted_run(gcs, gcs_
   assert restarted.wait(timeout=600) == 0, restarted.stderr.read()[-3000:]
   summary = json.loads(fileio.read_text(f'{workdir}/summary.json'))
   assert summary['restored_from_step'] == N and summary['step'] == 2 * N
-  assert _evals(summary) == _evals(expected)
+  assert evals(summary) == evals(expected)
   assert not os.listdir(cwd)  # nothing went to a local path
   names = gcs_emulator.object_names(prefix)
   runs = json.loads(fileio.read_text(f'{workdir}/run_info.json'))
