@@ -27,6 +27,7 @@ def make_manager(workdir: str, *, max_to_keep: int = 3,
   ``workdir`` may be a bucket (``gs://...``): Orbax then marks a finished step with a
   ``commit_success.txt`` instead of renaming its temporary folder (no atomic rename there).
   """
+  fileio.check_reachable(workdir)  # tensorstore would retry a silent emulator for minutes
   # The step folders are made in save() and only the writes run in the background: Orbax's
   # default makes them on a thread too, and when that mkdir failed (a full or read-only disk)
   # its writer threads waited out a 300 s timeout before the process could exit.

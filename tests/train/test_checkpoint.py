@@ -2,13 +2,16 @@
 (the GCS emulator): async saves, Orbax's commit marker, restore, damaged ones set aside."""
 
 import os
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxssl import fileio
 from jaxssl.train import checkpoint
+from tests import gcs_emulator as emulator_lib
 
 
 def test_stale_tmp_folder_is_gone_when_the_manager_is_returned(tmp_path):
@@ -64,3 +67,12 @@ def test_checkpoints_in_a_bucket_save_async_restore_and_set_damaged_ones_aside(
   moved = gcs_emulator.object_names(f'{prefix}/damaged_checkpoints/3/')
   assert f'{prefix}/damaged_checkpoints/3/commit_success.txt' in moved
   assert not gcs_emulator.object_names(f'{prefix}/checkpoints/3/')
+
+
+def test_a_silent_emulator_is_an_error_before_orbax_retries(monkeypatch):
+  url = f'http://127.0.0.1:{emulator_lib.free_port()}'
+  monkeypatch.setenv('STORAGE_EMULATOR_HOST', url)
+  start = time.monotonic()
+  with pytest.raises(ConnectionError, match=f'gs://b/run: the storage emulator at {url}'):
+    checkpoint.make_manager('gs://b/run')
+  assert time.monotonic() - start < 10
