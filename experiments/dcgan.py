@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +30,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxssl import config_checks
+from jaxssl import config_checks, fileio
 from jaxssl.data import images, pipeline
 from jaxssl.eval import driver, generative
 from jaxssl.losses import gan as gan_losses
@@ -278,7 +277,7 @@ def fit_classifier(data, workdir, config):
   seed = int(jax.random.randint(rngs.eval_key(config.data.split_seed, 'classifier'), (), 0,
                                 2**31 - 1))
   return generative.reference_features(
-      os.path.join(workdir, 'fd_classifier'), data['train'], data['test'], data['num_classes'],
+      fileio.join(workdir, 'fd_classifier'), data['train'], data['test'], data['num_classes'],
       data_sha256=data['info']['data/sha256'], seed=seed, num_steps=c.num_steps,
       batch_size=min(c.batch_size, len(data['train']['image'])), learning_rate=c.learning_rate,
       widths=tuple(c.widths), feature_dim=c.feature_dim)

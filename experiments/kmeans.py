@@ -41,7 +41,7 @@ eval/silhouette 0.145.
 from __future__ import annotations
 
 import hashlib
-import os
+import io
 import time
 
 import jax
@@ -52,7 +52,7 @@ from sklearn import datasets
 from sklearn import metrics as sk_metrics
 from sklearn import preprocessing
 
-from jaxssl import config_checks
+from jaxssl import config_checks, fileio
 from jaxssl.cluster import algorithms, kmeans
 from jaxssl.data import images
 from jaxssl.eval import features as features_lib
@@ -222,8 +222,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   metrics = evaluate(data['x'], data['targets'], model.labels_, model.inertia_,
                      silhouette_samples=config.eval.silhouette_samples, seed=config.seed)
   if jax.process_index() == 0:
-    np.savez(os.path.join(workdir, 'clusters.npz'), labels=model.labels_.astype(np.int32),
-             targets=data['targets'], cluster_centers=model.cluster_centers_)
+    npz = io.BytesIO()
+    np.savez(npz, labels=model.labels_.astype(np.int32), targets=data['targets'],
+             cluster_centers=model.cluster_centers_)
+    fileio.write_atomic(fileio.path(workdir) / 'clusters.npz', npz.getvalue())
   writer = writers.create_writer(workdir)
   writer.write_scalars(model.n_iter_, {f'eval/{k}': v for k, v in metrics.items()})
   writer.close()
@@ -232,7 +234,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary.update(n_iter=model.n_iter_, seed=config.seed,
                  wall_time_s=time.time() - run.start_time,
                  experiment=EXPERIMENT, config=config.to_dict())
-  writers.write_json(os.path.join(workdir, 'summary.json'), summary)
+  writers.write_json(fileio.path(workdir) / 'summary.json', summary)
   return summary
 
 

@@ -1,7 +1,11 @@
-"""Session fixtures: one TFDS cache, one smoke run per experiment."""
+"""Session fixtures: one TFDS cache, one smoke run per experiment, one GCS emulator."""
+
+import itertools
 
 import pytest
 
+from jaxssl import fileio
+from tests import gcs_emulator as emulator_lib
 from tests.experiments.helpers import counting, smoke
 
 
@@ -28,3 +32,27 @@ def smoke_run(cache_dir, tmp_path_factory):
 
   get.train_step_compilations = {}
   return get
+
+
+@pytest.fixture(scope='session')
+def gcs_emulator(tmp_path_factory):
+  """A GCS emulator on 127.0.0.1 (``tests.gcs_emulator.Emulator``) with an empty bucket
+  ``gcs_emulator.BUCKET``, started on first use and stopped at the end of the session."""
+  emulator = emulator_lib.Emulator(str(tmp_path_factory.mktemp('gcs') / 'emulator.log'))
+  yield emulator
+  emulator.stop()
+
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture
+def gcs(gcs_emulator, monkeypatch, request):
+  """``gs://<bucket>/<test name>-<n>``: a fresh folder in the emulator, with this process's
+  STORAGE_EMULATOR_HOST (and what ``fileio`` derives from it) set for the test."""
+  monkeypatch.setenv('STORAGE_EMULATOR_HOST', gcs_emulator.url)
+  for name, value in fileio.derived_environment().items():
+    monkeypatch.setenv(name, value)
+  fileio.configure_storage()
+  name = request.node.name.replace('[', '-').replace(']', '')
+  return f'gs://{gcs_emulator.bucket}/{name}-{next(_prefixes)}'

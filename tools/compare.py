@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 
 import ml_collections
 from absl import logging
 
 import experiments
-from jaxssl import config_checks
+from jaxssl import config_checks, fileio
 from jaxssl.data import images
 from jaxssl.eval import representation
 from jaxssl.train import cli, writers
@@ -120,8 +119,13 @@ def _runs(config, workdir: str):
   for method in _methods(config):
     for seed in config.seeds:
       run = run_config(method, seed, config)
-      yield method, seed, run, os.path.join(workdir, method, f'steps_{run.num_train_steps}',
-                                            f'seed_{seed}')
+      yield method, seed, run, fileio.join(workdir, method, f'steps_{run.num_train_steps}',
+                                           f'seed_{seed}')
+
+
+def _relative(run_dir: str, workdir: str) -> str:
+  """``run_dir`` relative to ``workdir``: ``<method>/steps_<n>/seed_<seed>``."""
+  return str(fileio.path(run_dir).relative_to(fileio.path(workdir)))
 
 
 def _is_finished(method: str, run: ml_collections.ConfigDict, run_dir: str) -> bool:
@@ -136,8 +140,7 @@ def _summary_fingerprint(run_dir: str) -> str:
   Raises:
     OSError: the file cannot be read.
   """
-  with open(os.path.join(run_dir, 'summary.json'), 'rb') as f:
-    return hashlib.sha256(f.read()).hexdigest()
+  return hashlib.sha256((fileio.path(run_dir) / 'summary.json').read_bytes()).hexdigest()
 
 
 def measure_runs(config: ml_collections.ConfigDict,
@@ -165,7 +168,7 @@ def measure_runs(config: ml_collections.ConfigDict,
       raise ValueError(f'{method} run in {run_dir}: {e}') from e
     # Before loading: a summary rewritten in between then fails the check on the next read
     # (measured again), never the other way round.
-    fingerprints[os.path.relpath(run_dir, workdir)] = _summary_fingerprint(run_dir)
+    fingerprints[_relative(run_dir, workdir)] = _summary_fingerprint(run_dir)
     encoder = encoders.load(run_dir)
     trained.append(_measure(encoder.embed_fn, encoder.variables, data, config.eval, seed))
     fresh = encoders.fresh(method, encoder.config)
@@ -193,11 +196,10 @@ def finished_rows(config: ml_collections.ConfigDict, workdir: str):
                                 _runs(config, workdir)):
     return None
   try:
-    with open(os.path.join(workdir, 'results.json'), encoding='utf-8') as f:
-      results = json.load(f)
+    results = json.loads(fileio.read_text(fileio.path(workdir) / 'results.json'))
     measured = results['run_summaries']
     for _, _, _, run_dir in _runs(config, workdir):
-      if measured[os.path.relpath(run_dir, workdir)] != _summary_fingerprint(run_dir):
+      if measured[_relative(run_dir, workdir)] != _summary_fingerprint(run_dir):
         logging.info('%s changed since it was measured: measuring again', run_dir)
         return None
     return summary, {name: results['runs'][name] for name in _row_names(config)}
@@ -248,13 +250,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   rows, fingerprints = measure_runs(config, workdir)
   summary_rows = table(rows)
   text = tables.write_results(workdir, summary_rows, ('method',), METRICS)
-  writers.write_json(os.path.join(workdir, 'results.json'),
+  writers.write_json(fileio.path(workdir) / 'results.json',
                      {'seeds': list(config.seeds), 'runs': rows, 'run_summaries': fingerprints})
   print(text)
   summary = {f'eval/{r["method"]}/{m}': r[f'{m}_mean'] for r in summary_rows for m in METRICS}
   summary.update(experiment=EXPERIMENT, config=config_checks.as_json(config.to_dict()),
                  wall_time_s=time.time() - t_start)
-  writers.write_json(os.path.join(workdir, 'summary.json'), summary)
+  writers.write_json(fileio.path(workdir) / 'summary.json', summary)
   return summary
 
 

@@ -10,12 +10,12 @@ gives the same encoder at its random initialisation (the baseline). Used by
 
 from __future__ import annotations
 
-import os
 from typing import Any, NamedTuple
 
 import ml_collections
 
 import experiments
+from jaxssl import fileio
 from jaxssl.data import images
 from jaxssl.eval import features as features_lib
 from jaxssl.parallel import mesh as mesh_lib
@@ -74,7 +74,7 @@ def load(workdir: str, mesh=None) -> Encoder:
     ValueError: it was written by an experiment that is not a representation learner.
     checkpoint.NoReadableCheckpoint: checkpoints exist but none reads back.
   """
-  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+  if not (fileio.path(workdir) / 'checkpoints').is_dir():
     raise FileNotFoundError(f'{workdir} holds no checkpoints of a trained run')
   manager = checkpoint.make_manager(workdir)
   try:

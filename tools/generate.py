@@ -19,6 +19,7 @@ import ml_collections
 from absl import app, flags, logging
 
 from experiments import clm_pretrain
+from jaxssl import fileio
 from jaxssl.data import tokenizer as tokenizer_lib
 from jaxssl.generation import decode
 from jaxssl.parallel import mesh as mesh_lib
@@ -30,7 +31,7 @@ def load_model(workdir: str):
   Raises:
     ValueError: no checkpoint, or a workdir of another experiment.
   """
-  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+  if not (fileio.path(workdir) / 'checkpoints').is_dir():
     raise ValueError(f'{workdir} has no checkpoints/: train it with experiments.clm_pretrain')
   manager = checkpoint.make_manager(workdir, enable_async=False)
   try:

@@ -51,7 +51,6 @@ import copy
 import difflib
 import hashlib
 import itertools
-import os
 import re
 import shlex
 import sys
@@ -63,7 +62,7 @@ import ml_collections
 from absl import app, flags, logging
 
 import experiments
-from jaxssl import config_checks
+from jaxssl import config_checks, fileio
 from jaxssl.train import cli, preemption, writers
 from jaxssl.train import workdir as workdir_lib
 from tools import tables
@@ -302,7 +301,7 @@ def plan(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequence[
       c = copy.deepcopy(config)
       for field, value in [*grid.fixed.items(), *setting.items(), ('seed', seed)]:
         config_checks.set_field(c, field, value)
-      runs.append(Run(folder, setting, seed, c, os.path.join(workdir, folder, f'seed_{seed}')))
+      runs.append(Run(folder, setting, seed, c, fileio.join(workdir, folder, f'seed_{seed}')))
   return runs
 
 
@@ -424,7 +423,7 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
          for folder, row in zip(results, rows) for m in names}
   out.update(num_runs=len(runs), num_runs_trained=trained, failed_runs=failed,
              experiment=EXPERIMENT, config=config.to_dict(), wall_time_s=time.time() - t_start)
-  writers.write_json(os.path.join(workdir, 'summary.json'), out)
+  writers.write_json(fileio.path(workdir) / 'summary.json', out)
   if failed:
     raise ValueError(f'{len(failed)} of {len(runs)} runs failed (the tables in {workdir} hold '
                      'the others): ' + '; '.join(f'{w}: {r}' for w, r in failed.items()))

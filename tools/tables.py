@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from typing import Sequence
 
 import jax
@@ -80,10 +79,10 @@ def write_results(workdir: str, rows: list[dict], labels: Sequence[str],
   """
   text = markdown(rows, labels, metrics)
   if jax.process_index() == 0:
-    fileio.write_atomic(os.path.join(workdir, 'results.md'), text)
+    fileio.write_atomic(fileio.path(workdir) / 'results.md', text)
     out = io.StringIO(newline='')
     writer = csv.DictWriter(out, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    fileio.write_atomic(os.path.join(workdir, 'results.csv'), out.getvalue())
+    fileio.write_atomic(fileio.path(workdir) / 'results.csv', out.getvalue())
   return text

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 from typing import Sequence
 
 import flax.serialization
@@ -202,20 +201,18 @@ def load_or_train_classifier(folder: str, images: np.ndarray, labels: np.ndarray
                 num_steps=num_steps, batch_size=batch_size, learning_rate=learning_rate,
                 widths=list(widths), feature_dim=feature_dim,
                 image_shape=list(images.shape[1:]))
-  params_path = os.path.join(folder, 'classifier.msgpack')
-  record_path = os.path.join(folder, 'classifier.json')
+  params_path = fileio.path(folder) / 'classifier.msgpack'
+  record_path = fileio.path(folder) / 'classifier.json'
   abstract = nnx.eval_shape(lambda: classifier_lib.ConvClassifier(
       images.shape[1:], num_classes, widths, feature_dim, rngs=nnx.Rngs(0)))
   graphdef, target = state_lib.split_model(abstract)
-  if os.path.exists(record_path) and os.path.exists(params_path):
+  if record_path.exists() and params_path.exists():
     try:
-      with open(record_path, encoding='utf-8') as f:
-        saved = json.load(f)
+      saved = json.loads(record_path.read_text(encoding='utf-8'))
       if saved != record:
         logging.warning('%s was made for other data or settings; retraining', record_path)
       else:
-        with open(params_path, 'rb') as f:
-          params = flax.serialization.msgpack_restore(f.read())
+        params = flax.serialization.msgpack_restore(params_path.read_bytes())
         shapes = jax.tree.map(np.shape, params)
         if shapes == jax.tree.map(np.shape, target):
           return graphdef, params
@@ -226,7 +223,6 @@ def load_or_train_classifier(folder: str, images: np.ndarray, labels: np.ndarray
       images, labels, num_classes, seed=seed, num_steps=num_steps, batch_size=batch_size,
       learning_rate=learning_rate, widths=widths, feature_dim=feature_dim)
   if jax.process_index() == 0:
-    os.makedirs(folder, exist_ok=True)
     fileio.write_atomic(params_path, flax.serialization.msgpack_serialize(params))
     fileio.write_atomic(record_path, json.dumps(record, indent=2) + '\n')
   return graphdef, params

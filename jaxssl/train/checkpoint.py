@@ -10,8 +10,6 @@ rules: ``train.workdir``.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 
 import jax
@@ -19,10 +17,17 @@ import numpy as np
 from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
+from jaxssl import fileio
+
 
 def make_manager(workdir: str, *, max_to_keep: int = 3,
                  enable_async: bool = True) -> ocp.CheckpointManager:
-  """A CheckpointManager over ``WORKDIR/checkpoints`` with items 'state' and 'meta'."""
+  """A CheckpointManager over ``WORKDIR/checkpoints`` with items 'state' and 'meta'.
+
+  ``workdir`` may be a bucket (``gs://...``): Orbax then marks a finished step with a
+  ``commit_success.txt`` instead of renaming its temporary folder (no atomic rename there).
+  """
+  fileio.check_reachable(workdir)  # tensorstore would retry a silent emulator for minutes
   # The step folders are made in save() and only the writes run in the background: Orbax's
   # default makes them on a thread too, and when that mkdir failed (a full or read-only disk)
   # its writer threads waited out a 300 s timeout before the process could exit.
@@ -30,8 +35,8 @@ def make_manager(workdir: str, *, max_to_keep: int = 3,
       max_to_keep=max_to_keep, enable_async_checkpointing=enable_async,
       cleanup_tmp_directories=True,
       async_options=ocp.AsyncOptions(create_directories_asynchronously=False))
-  manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
-                                  options=options, item_names=('state', 'meta'))
+  manager = ocp.CheckpointManager(fileio.path(workdir) / 'checkpoints', options=options,
+                                  item_names=('state', 'meta'))
   _await_tmp_cleanup(manager)
   return manager
 
@@ -88,7 +93,7 @@ def restore_latest(manager: ocp.CheckpointManager, target):
     except DAMAGE_ERRORS as e:
       reason = f'{type(e).__name__}: {_first_line(e)}'
     if not _on_every_process(reason is None):
-      where = os.path.join(str(manager.directory), str(step))
+      where = str(manager.directory / str(step))
       reason = reason or 'another process could not read its part'
       logging.warning('checkpoint %s could not be restored (%s); trying an older one', where,
                       reason)
@@ -120,14 +125,13 @@ def _first_line(e: Exception, limit: int = 200) -> str:
 def _set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
   """Moves the damaged checkpoints of ``steps`` to ``WORKDIR/damaged_checkpoints/<step>``
   (process 0 moves, every process waits for it) and refreshes the manager's step list."""
-  root = os.path.join(os.path.dirname(str(manager.directory)), 'damaged_checkpoints')
+  root = manager.directory.parent / 'damaged_checkpoints'
   if jax.process_index() == 0:
-    os.makedirs(root, exist_ok=True)
     for step in steps:
-      src, dest = os.path.join(str(manager.directory), str(step)), os.path.join(root, str(step))
-      if os.path.exists(dest):
-        dest = f'{dest}-{time.time_ns()}'
-      shutil.move(src, dest)
+      src, dest = manager.directory / str(step), root / str(step)
+      if dest.exists():
+        dest = root / f'{step}-{time.time_ns()}'
+      fileio.move_tree(src, dest)
       logging.warning('moved the damaged checkpoint %s to %s', src, dest)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices('jaxssl_set_aside_damaged_checkpoints')

@@ -133,6 +133,7 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
             raise FloatingPointError(f'the train state is non-finite at step {done} although '
                                      'its metrics were finite; not checkpointed')
           checkpoint.save(manager, done, state, meta)
+          writer.flush()  # with each checkpoint, the metrics so far reach the workdir (bucket)
         if preempted:
           writer.flush()
           manager.wait_until_finished()

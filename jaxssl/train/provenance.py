@@ -18,6 +18,7 @@ import sys
 
 import jax
 
+from jaxssl import fileio
 from jaxssl.train import writers
 
 # The distributions whose versions change results or speed.
@@ -95,12 +96,11 @@ def append_run_record(workdir: str, record: dict) -> list[dict]:
   Raises:
     ValueError: the existing file is not a JSON list (names the file).
   """
-  path = os.path.join(workdir, 'run_info.json')
+  path = fileio.path(workdir) / 'run_info.json'
   records = []
-  if os.path.exists(path):
+  if path.exists():
     try:
-      with open(path, encoding='utf-8') as f:
-        records = json.load(f)
+      records = json.loads(path.read_text(encoding='utf-8'))
     except (OSError, ValueError) as e:
       raise ValueError(f'{path} is not readable JSON ({e}); move it away or use another '
                        '--workdir') from e

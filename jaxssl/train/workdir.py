@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 
 import jax
 import ml_collections
 
-from jaxssl import config_checks
+from jaxssl import config_checks, fileio
 from jaxssl.train import checkpoint, provenance, writers
 
 # Fields that may differ between a checkpoint and the config resuming it: the run's length
@@ -58,18 +57,23 @@ class Run:
 
 
 def start(workdir: str, experiment: str, config: ml_collections.ConfigDict) -> Run:
-  """Creates ``workdir``, refuses a foreign one, records the config and this start.
+  """Creates ``workdir`` (a folder or ``gs://bucket/...``), refuses a foreign one, records the
+  config and this start.
 
   Raises:
     ValueError: checkpoints of another experiment or an incompatible config
       (``check_resumable``), or, in a workdir without checkpoints (k-means, compare, a run
       that stopped before its first save), a ``run_info.json`` or ``summary.json`` written by
       another experiment or not readable.
+    OSError: the workdir cannot be made or written; in a bucket, also a storage emulator
+      (``STORAGE_EMULATOR_HOST``) that does not answer or a bucket that does not exist.
   """
   start = time.time()
-  os.makedirs(workdir, exist_ok=True)
+  root = fileio.path(workdir)
+  fileio.check_reachable(workdir)
+  root.mkdir(parents=True, exist_ok=True)
   meta = {}
-  if os.path.isdir(os.path.join(workdir, 'checkpoints')):  # opening a manager creates it
+  if (root / 'checkpoints').is_dir():  # opening a manager creates it (locally)
     manager = checkpoint.make_manager(workdir, enable_async=False)
     try:
       meta = check_resumable(manager, experiment, config) or {}
@@ -77,7 +81,13 @@ def start(workdir: str, experiment: str, config: ml_collections.ConfigDict) -> R
       manager.close()
   if not meta:
     _check_owner(workdir, experiment)
-  writers.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+  try:
+    writers.write_json(root / 'config.json', config.to_dict())
+  except OSError as e:
+    if not fileio.is_cloud(workdir):
+      raise
+    raise OSError(f'workdir {workdir} is not writable ({type(e).__name__}: {e}); does its '
+                  'bucket exist, and may these credentials write to it?') from e
   if jax.process_index() == 0:  # only it writes; the others skip the git calls too
     provenance.append_run_record(workdir, provenance.run_record(
         experiment=experiment, seed=config.get('seed')))
@@ -91,12 +101,11 @@ def _check_owner(workdir: str, experiment: str) -> None:
   for name, advice in (('run_info.json', 'move it away'),
                        ('summary.json', 'delete it (checkpoints are kept and a rerun '
                                         'evaluates again)')):
-    path = os.path.join(workdir, name)
-    if not os.path.exists(path):
+    path = fileio.path(workdir) / name
+    if not path.exists():
       continue
     try:
-      with open(path, encoding='utf-8') as f:
-        content = json.load(f)
+      content = json.loads(path.read_text(encoding='utf-8'))
       records = content if isinstance(content, list) else [content]
       owners = {r.get('experiment') for r in records} - {None}
     except (OSError, ValueError, AttributeError) as e:
@@ -125,7 +134,7 @@ def check_resumable(manager, experiment: str, config: ml_collections.ConfigDict)
     ValueError: naming the other experiment, or every differing field with both values.
   """
   _, meta = checkpoint.latest_meta(manager)
-  where = os.path.dirname(str(manager.directory))  # the workdir, not its checkpoints folder
+  where = manager.directory.parent  # the workdir, not its checkpoints folder
   if meta is not None:
     if meta.get('experiment') != experiment:
       raise ValueError(f'workdir {where} holds checkpoints of experiment '
@@ -152,10 +161,9 @@ def finished_summary(workdir: str, experiment: str,
   Raises:
     ValueError: ``summary.json`` exists but is not a readable JSON object; names the file.
   """
-  path = os.path.join(workdir, 'summary.json')
+  path = fileio.path(workdir) / 'summary.json'
   try:
-    with open(path, encoding='utf-8') as f:
-      summary = json.load(f)
+    summary = json.loads(path.read_text(encoding='utf-8'))
   except FileNotFoundError:
     return None
   except (OSError, ValueError) as e:  # json.JSONDecodeError and UnicodeDecodeError too

@@ -1,9 +1,12 @@
-"""CLU metric writers and the run's JSON outputs."""
+"""CLU metric writers and the run's JSON outputs and pictures, in a folder or a bucket."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
+import tempfile
 
 import jax
 import numpy as np
@@ -14,11 +17,56 @@ from jaxssl import fileio
 
 
 def create_writer(workdir: str) -> metric_writers.MetricWriter:
-  """TensorBoard event files in ``workdir`` plus console logging (process 0 only)."""
-  return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  """TensorBoard event files in ``workdir`` plus console logging (process 0 only).
+
+  For a bucket the event files are written in a local folder and uploaded on each
+  ``flush()`` and at ``close()`` (the loop flushes with every checkpoint): TensorFlow writes
+  them, and its gfile cannot reach a storage emulator (``jaxssl.fileio``).
+  """
+  if jax.process_index() > 0 or not fileio.is_cloud(workdir):
+    return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  return UploadingWriter(workdir)
 
 
-def write_json(path: str, obj: dict | list) -> None:
+class UploadingWriter(metric_writers.AsyncMultiWriter):
+  """clu's default writers (console, TensorBoard) with the event files in a local folder that
+  ``flush()`` and ``close()`` upload to ``dest``.
+
+  Each upload is one object (atomic for readers); a file goes up again when it has grown.
+  Event file names hold the host and process id, so a resumed run adds files.
+  """
+
+  def __init__(self, dest: str):
+    self._dest = fileio.path(dest)
+    self._local = tempfile.mkdtemp(prefix='jaxssl-events-')
+    self._uploaded: dict[str, int] = {}
+    super().__init__([metric_writers.LoggingWriter(),
+                      metric_writers.SummaryWriter(self._local)])
+
+  def flush(self):
+    super().flush()
+    self._upload()
+
+  def close(self):
+    super().close()
+    try:
+      self._upload()
+    finally:
+      shutil.rmtree(self._local, ignore_errors=True)
+
+  def _upload(self):
+    for folder, _, names in os.walk(self._local):  # the local staging folder, not a user path
+      for name in names:
+        local = os.path.join(folder, name)
+        relative = os.path.relpath(local, self._local)
+        size = os.path.getsize(local)
+        if self._uploaded.get(relative) != size:
+          with open(local, 'rb') as f:
+            fileio.write_atomic(self._dest / relative, f.read())
+          self._uploaded[relative] = size
+
+
+def write_json(path: str | os.PathLike, obj: dict | list) -> None:
   """Writes ``obj`` as indented, key-sorted JSON atomically (``fileio.write_atomic``); only process 0
   writes."""
   if jax.process_index() == 0:
@@ -34,7 +82,7 @@ def write_summary(workdir: str, *, experiment: str, config, state, last_eval: di
   summary.update(step=int(jax.device_get(state.step)), seed=config.seed,
                  restored_from_step=restored_from_step, wall_time_s=wall_time_s,
                  experiment=experiment, config=config.to_dict())
-  write_json(os.path.join(workdir, 'summary.json'), summary)
+  write_json(fileio.path(workdir) / 'summary.json', summary)
   return summary
 
 
@@ -79,9 +127,9 @@ def write_image_grids(writer: metric_writers.MetricWriter, workdir: str, step: i
   writer.write_images(step, {name: grid[None] for name, grid in grids.items()})
   if jax.process_index() != 0:
     return
-  folder = os.path.join(workdir, 'images')
-  os.makedirs(folder, exist_ok=True)
+  folder = fileio.path(workdir) / 'images'
   for name, grid in grids.items():
     big = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
-    picture = PIL.Image.fromarray(big[..., 0] if big.shape[-1] == 1 else big)
-    picture.save(os.path.join(folder, f'{name.replace("/", "_")}_{step}.png'))
+    png = io.BytesIO()
+    PIL.Image.fromarray(big[..., 0] if big.shape[-1] == 1 else big).save(png, format='PNG')
+    fileio.write_atomic(folder / f'{name.replace("/", "_")}_{step}.png', png.getvalue())

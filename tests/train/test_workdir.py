@@ -1,16 +1,19 @@
 """Workdir bookkeeping: a workdir of another experiment or config is refused, and a finished
-run is recognised by its summary.json (same experiment, same config)."""
+run is recognised by its summary.json (same experiment, same config); the same in a bucket
+(the GCS emulator), and a bad bucket or emulator is one error naming the workdir."""
 
 import json
 import os
 import re
+import time
 
 import ml_collections
 import pytest
 
 from experiments import mlm_pretrain
-from jaxssl import config_checks
+from jaxssl import config_checks, fileio
 from jaxssl.train import workdir, writers
+from tests import gcs_emulator as emulator_lib
 
 
 def _config(**changes):
@@ -23,7 +26,7 @@ def _config(**changes):
 
 def _write(folder, experiment, config):
   record = {'eval/mse': 0.25, 'step': 6, 'experiment': experiment, 'config': config.to_dict()}
-  writers.write_json(os.path.join(folder, 'summary.json'), record)  # tuples stored as lists
+  writers.write_json(fileio.join(folder, 'summary.json'), record)  # tuples stored as lists
   return record
 
 
@@ -119,3 +122,39 @@ def test_switching_remat_resumes_but_a_model_size_does_not():
   assert workdir.config_differences(saved, current.to_dict()) == []
   current.model.preset = 'small'
   assert workdir.config_differences(saved, current.to_dict()) == ['model.preset']
+
+
+def test_a_workdir_in_a_bucket_records_its_starts_and_refuses_other_experiments(
+    gcs, gcs_emulator, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # a URI taken for a local path would be written here
+  config = ml_collections.ConfigDict({'seed': 0})
+  workdir.start(gcs, 'vae', config)
+  prefix = gcs.removeprefix(f'gs://{gcs_emulator.bucket}/')
+  assert gcs_emulator.object_names(prefix) == [f'{prefix}/config.json',
+                                               f'{prefix}/run_info.json']
+  with pytest.raises(ValueError, match=f"workdir {gcs} holds a run of experiment 'vae'"):
+    workdir.start(gcs, 'dcgan', config)
+  workdir.start(gcs, 'vae', config)
+  records = json.loads(fileio.read_text(fileio.join(gcs, 'run_info.json')))
+  assert [r['experiment'] for r in records] == ['vae', 'vae']
+  record = _write(gcs, 'vae', config)
+  assert workdir.finished_summary(gcs, 'vae', config) == record
+  assert not os.listdir(tmp_path)
+
+
+def test_a_bucket_that_does_not_exist_is_one_error_naming_the_workdir(gcs):
+  del gcs  # the emulator, without the bucket below
+  start = time.monotonic()
+  with pytest.raises(OSError, match='workdir gs://no-such-bucket/run is not writable .*'
+                     'does its bucket exist'):
+    workdir.start('gs://no-such-bucket/run', 'vae', ml_collections.ConfigDict({'seed': 0}))
+  assert time.monotonic() - start < 10
+
+
+def test_an_emulator_that_does_not_answer_is_one_error_naming_the_workdir(monkeypatch):
+  url = f'http://127.0.0.1:{emulator_lib.free_port()}'
+  monkeypatch.setenv('STORAGE_EMULATOR_HOST', url)
+  start = time.monotonic()
+  with pytest.raises(ConnectionError, match=f'gs://b/run: the storage emulator at {url}'):
+    workdir.start('gs://b/run', 'vae', ml_collections.ConfigDict({'seed': 0}))
+  assert time.monotonic() - start < 10
