@@ -11,7 +11,6 @@ goes to stdout, one sample per line; logs go to stderr.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import jax
@@ -42,7 +41,7 @@ def load_model(workdir: str):
     raise ValueError(f'{workdir} holds no readable {clm_pretrain.EXPERIMENT} checkpoint (found '
                      f'{"none" if meta is None else repr(meta.get("experiment"))})')
   config = ml_collections.ConfigDict(meta['config'])
-  tokenizer = tokenizer_lib.Tokenizer(os.path.join(workdir, 'tokenizer.model'))
+  tokenizer = tokenizer_lib.Tokenizer(fileio.join(workdir, 'tokenizer.model'))
   mesh = mesh_lib.make_mesh(mesh_lib.mesh_config())
   state = clm_pretrain.create_train_state(config, {'tokenizer': tokenizer}, mesh,
                                           rngs.run_keys(config.seed).init)

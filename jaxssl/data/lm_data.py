@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import jax
 from jax.experimental import multihost_utils
@@ -120,7 +119,7 @@ def load(data: ml_collections.ConfigDict, workdir: str, *, kind: str,
     raise ValueError(f'{workdir}: its checkpoints were trained on a corpus with sha256 '
                      f'{expected_sha256}, but {meta["source"]} now gives {meta["sha256"]} (was '
                      'a file edited?); use another --workdir or restore the data')
-  fileio.write_atomic(os.path.join(workdir, 'tokenizer.model'),
+  fileio.write_atomic(fileio.join(workdir, 'tokenizer.model'),
                       (prepared.path / 'tokenizer.model').read_bytes())
   evaluated, fraction = eval_rows(prepared.eval, max_rows=data.max_eval_rows,
                                   seed=data.split_seed)

@@ -15,14 +15,12 @@ import uuid
 import numpy as np
 from etils import epath
 
+from jaxssl import fileio
+
 
 def storage_dtype(max_value: int) -> np.dtype:
   """uint16 if every value fits in [0, 65535], else int32 (vocabularies beyond 64k ids)."""
   return np.dtype(np.uint16) if max_value <= np.iinfo(np.uint16).max else np.dtype(np.int32)
-
-
-def _is_local(path: epath.Path) -> bool:
-  return '://' not in os.fspath(path)
 
 
 class RowWriter:
@@ -36,7 +34,7 @@ class RowWriter:
     self.path, self.width, self.dtype = epath.Path(path), width, np.dtype(dtype)
     self.num_rows = 0
     self._target = self.path
-    if _is_local(self.path):
+    if not fileio.is_cloud(self.path):
       self._target = self.path.parent / f'.{self.path.name}.{uuid.uuid4().hex}.tmp'
     self.path.parent.mkdir(parents=True, exist_ok=True)
     self._file = self._target.open('wb')
@@ -84,7 +82,7 @@ class RowFile:
     if size != num_rows * self._row_bytes:
       raise ValueError(f'{self.path}: {size} bytes, expected {num_rows} rows of '
                        f'{self._row_bytes} bytes; the file is damaged (delete it to rebuild).')
-    self._local = _is_local(self.path)
+    self._local = not fileio.is_cloud(self.path)
     self._lock = threading.Lock()
     self._file = None
 

@@ -16,15 +16,15 @@ import ml_collections
 import tensorflow_datasets as tfds
 from etils import epath
 
+from jaxssl import fileio
+
 _READ_CHUNK = 1024  # examples per ArrayRecord read
 
 
 def cache_dir(data: ml_collections.ConfigDict) -> str:
   """``data.cache_dir``, else ``$JAXSSL_CACHE_DIR``, else ``~/.cache/jaxssl`` (or a ``gs://`` URI)."""
   path = data.get('cache_dir') or os.environ.get('JAXSSL_CACHE_DIR') or '~/.cache/jaxssl'
-  if '://' in path:  # a bucket: os.path would make it a local path
-    return path
-  return os.path.abspath(os.path.expanduser(path))
+  return os.fspath(fileio.path(path))
 
 
 def patterns(files: str) -> list[str]:
@@ -32,19 +32,14 @@ def patterns(files: str) -> list[str]:
   return [p.strip() for p in files.split(',') if p.strip()]
 
 
-def _absolute(pattern: str) -> str:
-  """A local pattern made absolute (``~`` expanded); a URI (``gs://...``) as it is."""
-  return pattern if '://' in pattern else os.path.abspath(os.path.expanduser(pattern))
-
-
 def files_source(files: str) -> str:
   """``'files:<abs glob>[,...]'``: the ``source`` string of a ``data.files`` source."""
-  return 'files:' + ','.join(_absolute(p) for p in patterns(files))
+  return 'files:' + ','.join(os.fspath(fileio.path(p)) for p in patterns(files))
 
 
 def _glob(pattern: str) -> list[str]:
   """Files matching one glob: local (``glob``, ``**`` recursive) or a URI (``etils.epath``)."""
-  if '://' not in pattern:
+  if not fileio.is_cloud(pattern):
     matches = glob.glob(os.path.expanduser(pattern), recursive=True)
     return [os.path.abspath(m) for m in matches if os.path.isfile(m)]
   parts = pattern.split('/')

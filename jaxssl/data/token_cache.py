@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
+from jaxssl import fileio
 from jaxssl.data import corpus as corpus_lib
 from jaxssl.data import packing
 from jaxssl.data import rowfile
@@ -86,16 +87,6 @@ def _tokenizer_sample(plan: corpus_lib.Plan, max_chars: int) -> np.ndarray:
   return sample
 
 
-def _write_bytes(path: epath.Path, data: bytes) -> None:
-  """One object written whole: a temporary name renamed locally, one upload in a bucket."""
-  if '://' in str(path):
-    path.write_bytes(data)
-    return
-  tmp = path.parent / f'.{path.name}.{time.time_ns()}.tmp'
-  tmp.write_bytes(data)
-  tmp.replace(path)
-
-
 def _build(entry: epath.Path, source, data, kind: str) -> None:
   """Writes every file of the entry, ``meta.json`` last."""
   plan = corpus_lib.scan(source, data)
@@ -105,7 +96,7 @@ def _build(entry: epath.Path, source, data, kind: str) -> None:
   model = tokenizer_lib.train_model(docs, vocab_size=data.vocab_size)
   del docs
   entry.mkdir(parents=True, exist_ok=True)
-  _write_bytes(entry / 'tokenizer.model', model)
+  fileio.write_atomic(entry / 'tokenizer.model', model)
   tok = tokenizer_lib.Tokenizer(entry / 'tokenizer.model')
   end = tokenizer_lib.SEP_ID
   packers = [packing.RowPacker(kind, seq_len=data.seq_len, start_id=tokenizer_lib.CLS_ID,
@@ -151,7 +142,7 @@ def _build(entry: epath.Path, source, data, kind: str) -> None:
     writer.close()
   buffer = io.BytesIO()
   np.save(buffer, counts)
-  _write_bytes(entry / 'unigram.npy', buffer.getvalue())
+  fileio.write_atomic(entry / 'unigram.npy', buffer.getvalue())
   meta = {
       'format': FORMAT_VERSION, 'source': source.source, 'sha256': plan.sha256,
       'kind': kind, 'seq_len': data.seq_len, 'dtype': dtype.name,
@@ -168,7 +159,7 @@ def _build(entry: epath.Path, source, data, kind: str) -> None:
       'num_train_rows': writers[corpus_lib.TRAIN, 'tokens'].num_rows,
       'num_eval_rows': writers[corpus_lib.EVAL, 'tokens'].num_rows,
   }
-  _write_bytes(entry / 'meta.json', json.dumps(meta, indent=1).encode('utf-8'))
+  fileio.write_atomic(entry / 'meta.json', json.dumps(meta, indent=1).encode('utf-8'))
 
 
 def _open(entry: epath.Path) -> PreparedText:
@@ -201,7 +192,7 @@ def prepare(data: ml_collections.ConfigDict, *, kind: str,
     As ``corpus.open_source`` and ``corpus.scan``; ValueError for a damaged entry.
   """
   source = corpus_lib.open_source(data)
-  entry = epath.Path(cache_dir) / 'text' / cache_key(source, data, kind)
+  entry = fileio.path(cache_dir) / 'text' / cache_key(source, data, kind)
   if not (entry / 'meta.json').exists():
     start = time.monotonic()
     logging.info('preparing %s in %s (once per corpus and settings)', source.source, entry)

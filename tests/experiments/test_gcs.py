@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from experiments import autoencoder
+from experiments import autoencoder, mlm_pretrain
 from jaxssl import fileio
+from jaxssl.data import text
 from tests import gcs_emulator as emulator_lib
 from jaxssl.train import workdir as workdir_lib
 from tests.experiments.helpers import command_flags, evals, fail_after, smoke
@@ -61,6 +62,33 @@ def test_a_run_in_a_bucket_resumes_after_a_crash_to_the_local_results(
   assert evals(workdir_lib.finished_summary(gcs, autoencoder.EXPERIMENT, config)) == evals(
       reference)
   assert not os.listdir(tmp_path)
+
+
+def test_the_masked_lm_with_corpus_cache_and_workdir_in_a_bucket_matches_a_local_run(
+    gcs, tmp_path, monkeypatch):
+  # The main job with every path in the bucket: its text files, the prepared corpus and the
+  # workdir; crashed after its step-3 checkpoint and resumed, it ends with the results of an
+  # uninterrupted run on a local copy of the same files.
+  pydoc = text.pydoc_text()
+  corpus = pydoc[:len(pydoc) // 4]
+  (tmp_path / 'local').mkdir()
+  (tmp_path / 'local' / 'a.txt').write_text(corpus, encoding='utf-8')
+  fileio.write_atomic(f'{gcs}/corpus/a.txt', corpus)
+  local = smoke(mlm_pretrain, str(tmp_path / 'cache'),
+                **{'data.files': str(tmp_path / 'local' / '*.txt')})
+  reference = mlm_pretrain.train_and_evaluate(local, str(tmp_path / 'ref'))
+  monkeypatch.chdir(tmp_path / 'local')  # a URI taken for a local path would be written here
+  config = smoke(mlm_pretrain, f'{gcs}/cache', **{'data.files': f'{gcs}/corpus/*.txt'})
+  workdir = f'{gcs}/run'
+  fail_after(3, mlm_pretrain, config, workdir)
+  resumed = mlm_pretrain.train_and_evaluate(config, workdir)
+  assert resumed['restored_from_step'] == 3
+  assert evals(resumed) == evals(reference)
+  assert resumed['data/sha256'] == reference['data/sha256']
+  assert resumed['data/prepared'].startswith(f'{gcs}/cache/text/')
+  assert fileio.path(f'{workdir}/tokenizer.model').read_bytes() == (
+      tmp_path / 'ref' / 'tokenizer.model').read_bytes()
+  assert sorted(os.listdir(tmp_path / 'local')) == ['a.txt']
 
 
 @pytest.mark.slow
