@@ -87,25 +87,28 @@ def _tokenizer_sample(plan: corpus_lib.Plan, max_chars: int) -> np.ndarray:
   return sample
 
 
-def _build(entry: epath.Path, source, data, kind: str) -> None:
-  """Writes every file of the entry, ``meta.json`` last."""
-  plan = corpus_lib.scan(source, data)
+def _train_tokenizer(entry: epath.Path, source, plan, data) -> tuple[bytes, np.ndarray]:
+  """Writes ``tokenizer.model`` trained on the sample; returns its bytes and the sample mask."""
   sample = _tokenizer_sample(plan, data.tokenizer_sample_chars)
   docs = [d for _, d in corpus_lib.documents(source, plan, 'reading the tokenizer sample',
                                              select=sample)]
   model = tokenizer_lib.train_model(docs, vocab_size=data.vocab_size)
-  del docs
   entry.mkdir(parents=True, exist_ok=True)
   fileio.write_atomic(entry / 'tokenizer.model', model)
-  tok = tokenizer_lib.Tokenizer(entry / 'tokenizer.model')
-  end = tokenizer_lib.SEP_ID
+  return model, sample
+
+
+def _write_rows(entry: epath.Path, source, plan, tok, data, kind: str) -> dict:
+  """Tokenizes and packs the kept documents into the row files (and ``unigram.npy``);
+  returns their counts for ``meta.json``."""
   packers = [packing.RowPacker(kind, seq_len=data.seq_len, start_id=tokenizer_lib.CLS_ID,
-                               end_id=end, pad_id=tokenizer_lib.PAD_ID) for _ in range(2)]
+                               end_id=tokenizer_lib.SEP_ID, pad_id=tokenizer_lib.PAD_ID)
+             for _ in range(2)]
   dtype = rowfile.storage_dtype(max(tok.vocab_size, data.seq_len) - 1)
-  writers = {(s, key): rowfile.RowWriter(entry / f'{name}.{key}', width=data.seq_len,
-                                         dtype=dtype)
-             for s, name in ((corpus_lib.TRAIN, 'train'), (corpus_lib.EVAL, 'eval'))
-             for key in ROW_KEYS}
+  names = {corpus_lib.TRAIN: 'train', corpus_lib.EVAL: 'eval'}
+  writers = {(split, key): rowfile.RowWriter(entry / f'{name}.{key}', width=data.seq_len,
+                                             dtype=dtype)
+             for split, name in names.items() for key in ROW_KEYS}
   counts = np.zeros(tok.vocab_size, np.int64)
   num_tokens, num_bytes, num_packed = [0, 0], [0, 0], [0, 0]
 
@@ -114,7 +117,7 @@ def _build(entry: epath.Path, source, data, kind: str) -> None:
       writers[split, key].write(rows[key])
 
   def flush(batch):
-    for split in (corpus_lib.TRAIN, corpus_lib.EVAL):
+    for split in names:
       texts = [d for s, d in batch if s == split]
       ids = tok.encode(texts)
       num_tokens[split] += sum(x.size for x in ids)
@@ -132,7 +135,7 @@ def _build(entry: epath.Path, source, data, kind: str) -> None:
         flush(batch)
         batch = []
     flush(batch)
-    for split in (corpus_lib.TRAIN, corpus_lib.EVAL):
+    for split in names:
       write(split, packers[split].finish())
   except BaseException:
     for writer in writers.values():
@@ -143,14 +146,8 @@ def _build(entry: epath.Path, source, data, kind: str) -> None:
   buffer = io.BytesIO()
   np.save(buffer, counts)
   fileio.write_atomic(entry / 'unigram.npy', buffer.getvalue())
-  meta = {
-      'format': FORMAT_VERSION, 'source': source.source, 'sha256': plan.sha256,
-      'kind': kind, 'seq_len': data.seq_len, 'dtype': dtype.name,
-      'tokenizer_sha256': hashlib.sha256(model).hexdigest(), 'vocab_size': tok.vocab_size,
-      'num_train_documents': plan.count(corpus_lib.TRAIN),
-      'num_eval_documents': plan.count(corpus_lib.EVAL),
-      'num_tokenizer_documents': int(sample.sum()),
-      'num_tokenizer_chars': int(plan.num_chars[sample].sum()),
+  return {
+      'dtype': dtype.name,
       'num_train_tokens': num_tokens[corpus_lib.TRAIN],
       'num_eval_tokens': num_tokens[corpus_lib.EVAL],
       'num_eval_bytes': num_bytes[corpus_lib.EVAL],
@@ -158,6 +155,23 @@ def _build(entry: epath.Path, source, data, kind: str) -> None:
       'num_train_packed_documents': num_packed[corpus_lib.TRAIN],
       'num_train_rows': writers[corpus_lib.TRAIN, 'tokens'].num_rows,
       'num_eval_rows': writers[corpus_lib.EVAL, 'tokens'].num_rows,
+  }
+
+
+def _build(entry: epath.Path, source, data, kind: str) -> None:
+  """Writes every file of the entry, ``meta.json`` last."""
+  plan = corpus_lib.scan(source, data)
+  model, sample = _train_tokenizer(entry, source, plan, data)
+  tok = tokenizer_lib.Tokenizer(entry / 'tokenizer.model')
+  meta = {
+      'format': FORMAT_VERSION, 'source': source.source, 'sha256': plan.sha256,
+      'kind': kind, 'seq_len': data.seq_len,
+      'tokenizer_sha256': hashlib.sha256(model).hexdigest(), 'vocab_size': tok.vocab_size,
+      'num_train_documents': plan.count(corpus_lib.TRAIN),
+      'num_eval_documents': plan.count(corpus_lib.EVAL),
+      'num_tokenizer_documents': int(sample.sum()),
+      'num_tokenizer_chars': int(plan.num_chars[sample].sum()),
+      **_write_rows(entry, source, plan, tok, data, kind),
   }
   fileio.write_atomic(entry / 'meta.json', json.dumps(meta, indent=1).encode('utf-8'))
 
