@@ -12,6 +12,7 @@ import numpy as np
 
 from jaxssl import config_checks
 from jaxssl import fileio
+from jaxssl.data import corpus
 from jaxssl.data import sources
 from jaxssl.data import token_cache
 from jaxssl.data import tokenizer as tokenizer_lib
@@ -110,6 +111,9 @@ def load(data: ml_collections.ConfigDict, workdir: str, *, kind: str,
   """
   cache = sources.cache_dir(data)
   if jax.process_count() > 1:
+    # A bad source (no file, unprepared TFDS) fails on every process alike, not on process 0
+    # alone while the others wait at the barrier.
+    corpus.open_source(data)
     if jax.process_index() == 0:
       token_cache.prepare(data, kind=kind, cache_dir=cache)
     multihost_utils.sync_global_devices('jaxssl: corpus prepared')

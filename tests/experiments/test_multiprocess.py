@@ -204,6 +204,20 @@ def test_a_missing_peer_fails_within_the_initialization_timeout(tmp_path, spawn)
   assert 'DEADLINE_EXCEEDED' in log, _tails([proc])
 
 
+def test_a_missing_corpus_is_one_error_on_every_process(tmp_path, spawn):
+  # Process 0 prepares the corpus while the others wait at a barrier: a bad data.files must
+  # stop both at once with the same error line, not leave process 1 waiting for process 0.
+  port = _free_port()
+  pair = [spawn(f'process{i}', str(tmp_path / 'w'), str(tmp_path / 'cache'),
+                _pair_env(port, i, JAX_INITIALIZATION_TIMEOUT=INIT_TIMEOUT_S),
+                '--multiprocess', f'--config.data.files={tmp_path}/none-*.txt') for i in (0, 1)]
+  assert _wait(pair, RUN_TIMEOUT_S, check=False) == [1, 1], _tails(pair)
+  for proc in pair:
+    with open(proc.log, encoding='utf-8', errors='replace') as f:
+      last = f.read().rstrip().splitlines()[-1]
+    assert last.startswith('error: data.files: no file matches'), _tails([proc])
+
+
 LONG, EVERY_LONG = 90, 30  # a run long enough to be preempted after its first checkpoint
 
 
