@@ -64,6 +64,9 @@ def glob_files(files: str) -> list[str]:
   paths = set()
   for pattern in globs:
     matches = _glob(pattern)
+    if not matches and fileio.path(pattern).is_dir():
+      raise FileNotFoundError(f'data.files: {pattern!r} is a folder; give the files in it, '
+                              f"e.g. '{fileio.join(pattern, '*.txt')}'.")
     if not matches:
       raise FileNotFoundError(f'data.files: no file matches {pattern!r}.')
     paths.update(matches)

@@ -203,8 +203,11 @@ def prepare(data: ml_collections.ConfigDict, *, kind: str,
     cache_dir: the folder holding ``text/<key>/`` (local or a bucket).
 
   Raises:
-    As ``corpus.open_source`` and ``corpus.scan``; ValueError for a damaged entry.
+    As ``corpus.open_source`` and ``corpus.scan``; ValueError for a damaged entry or a
+    ``cache_dir`` that is a file.
   """
+  if fileio.path(cache_dir).is_file():  # fail before minutes of preparation, not after
+    raise ValueError(f'data.cache_dir={cache_dir!r} is a file; give a folder.')
   source = corpus_lib.open_source(data)
   entry = fileio.path(cache_dir) / 'text' / cache_key(source, data, kind)
   if not (entry / 'meta.json').exists():

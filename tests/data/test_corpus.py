@@ -123,6 +123,12 @@ def test_no_matching_file(tmp_path):
     corpus.open_source(_data(files=str(tmp_path / 'nothing-*.txt')))
 
 
+def test_a_folder_given_as_files_is_named(tmp_path):
+  (tmp_path / 'texts').mkdir()
+  with pytest.raises(FileNotFoundError, match=r"texts' is a folder.*texts/\*\.txt"):
+    corpus.open_source(_data(files=str(tmp_path / 'texts')))
+
+
 def test_empty_corpus(tmp_path):
   (tmp_path / 'empty.txt').write_text('  \n\n******\n\t\n', encoding='utf-8')
   with pytest.raises(ValueError, match=r'files:.*\.txt: no text'):

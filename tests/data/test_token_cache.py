@@ -178,3 +178,11 @@ def test_eval_rows_whole_split_or_a_fixed_sample(text_files, tmp_path):
   np.testing.assert_array_equal(again['tokens'], sample['tokens'])
   other, _ = lm_data.eval_rows(got.eval, max_rows=10, seed=1)
   assert not np.array_equal(other['tokens'], sample['tokens'])
+
+
+def test_a_cache_dir_that_is_a_file_fails_before_reading(text_files, tmp_path, monkeypatch):
+  (tmp_path / 'a-file').write_text('x')
+  monkeypatch.setattr(corpus, 'scan', lambda *a: pytest.fail('the corpus was read'))
+  with pytest.raises(ValueError, match=r'data\.cache_dir=.*a-file.* is a file'):
+    token_cache.prepare(_data(str(text_files / '*.txt')), kind=packing.MLM,
+                        cache_dir=tmp_path / 'a-file')
