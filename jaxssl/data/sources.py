@@ -40,6 +40,7 @@ def files_source(files: str) -> str:
 def _glob(pattern: str) -> list[str]:
   """Files matching one glob: local (``glob``, ``**`` recursive) or a URI (``etils.epath``)."""
   if not fileio.is_cloud(pattern):
+    # Local only (the branch's guard): glob.glob gives '**' recursion and '~' as users expect.
     matches = glob.glob(os.path.expanduser(pattern), recursive=True)
     return [os.path.abspath(m) for m in matches if os.path.isfile(m)]
   parts = pattern.split('/')

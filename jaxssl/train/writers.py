@@ -55,6 +55,7 @@ class UploadingWriter(metric_writers.AsyncMultiWriter):
       shutil.rmtree(self._local, ignore_errors=True)
 
   def _upload(self):
+    # self._local is this process's temporary staging folder, always local: os calls are right.
     for folder, _, names in os.walk(self._local):  # the local staging folder, not a user path
       for name in names:
         local = os.path.join(folder, name)
