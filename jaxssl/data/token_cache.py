@@ -110,20 +110,22 @@ def _write_rows(entry: epath.Path, source, plan, tok, data, kind: str) -> dict:
                                              dtype=dtype)
              for split, name in names.items() for key in ROW_KEYS}
   counts = np.zeros(tok.vocab_size, np.int64)
-  num_tokens, num_bytes, num_packed = [0, 0], [0, 0], [0, 0]
+  num_tokens, num_packed, num_eval_bytes = [0, 0], [0, 0], 0
 
   def write(split, rows):
     for key in ROW_KEYS:
       writers[split, key].write(rows[key])
 
   def flush(batch):
+    nonlocal num_eval_bytes
     for split in names:
       texts = [d for s, d in batch if s == split]
       ids = tok.encode(texts)
       num_tokens[split] += sum(x.size for x in ids)
       num_packed[split] += sum(1 for x in ids if x.size)
-      num_bytes[split] += sum(len(d.encode('utf-8')) for d in texts)
-      if split == corpus_lib.TRAIN and ids:
+      if split == corpus_lib.EVAL:  # bits per byte: the held-out text's UTF-8 bytes only
+        num_eval_bytes += sum(len(d.encode('utf-8')) for d in texts)
+      elif ids:
         counts[:] += np.bincount(np.concatenate(ids), minlength=tok.vocab_size)
       write(split, packers[split].add(ids))
 
@@ -150,7 +152,7 @@ def _write_rows(entry: epath.Path, source, plan, tok, data, kind: str) -> dict:
       'dtype': dtype.name,
       'num_train_tokens': num_tokens[corpus_lib.TRAIN],
       'num_eval_tokens': num_tokens[corpus_lib.EVAL],
-      'num_eval_bytes': num_bytes[corpus_lib.EVAL],
+      'num_eval_bytes': num_eval_bytes,
       # Documents with at least one token: each adds one [SEP]/[EOS] to the rows.
       'num_train_packed_documents': num_packed[corpus_lib.TRAIN],
       'num_train_rows': writers[corpus_lib.TRAIN, 'tokens'].num_rows,
