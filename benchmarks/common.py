@@ -147,3 +147,100 @@ def rates(calls: dict[str, Callable[[int], Any]], *, min_seconds: float,
       jax.block_until_ready(outs)
       measured[name].append(sizes[name] / (time.perf_counter() - t))
   return {name: float(np.median(r)) for name, r in measured.items()}
+
+
+# What the scale benchmarks (text_scale.py, image_scale.py) share: each measurement runs in a
+# child process of the script, so peak RSS is the training process's own.
+
+
+def peak_rss_mb() -> float:
+  """This process's peak resident set size in MB (Linux reports KiB)."""
+  import resource  # pylint: disable=import-outside-toplevel
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train_with_timed_batches(train_and_evaluate, config, workdir: str):
+  """Runs ``train_and_evaluate(config, workdir)`` recording when the loop asks for each batch.
+
+  Returns:
+    (call times in ``time.time()`` seconds, the training rows the batches were read from,
+    seconds per step): the loop asks for batch s+1 once step s-1 is done, so in steady state
+    the calls are one step apart (the first two, compile and warm-up, are left out).
+  """
+  calls, seen = [], {}
+  getter = pipeline.batch_getter
+
+  def timed_getter(rows, mesh, cfg):
+    get_batch, seen['rows'] = getter(rows, mesh, cfg), rows
+
+    def get(step):
+      calls.append(time.time())
+      return get_batch(step)
+    return get
+
+  pipeline.batch_getter = timed_getter
+  try:
+    train_and_evaluate(config, workdir)
+  finally:
+    pipeline.batch_getter = getter
+  return calls, seen['rows'], (calls[-1] - calls[2]) / (len(calls) - 3)
+
+
+def batch_read_seconds(rows, config, *, num_batches: int, first_step: int) -> float:
+  """Mean seconds ``pipeline.train_batch`` takes to read one global batch of ``rows``."""
+  start = time.perf_counter()
+  for step in range(first_step, first_step + num_batches):
+    pipeline.train_batch(rows, step, seed=config.seed, global_batch_size=config.global_batch_size)
+  return (time.perf_counter() - start) / num_batches
+
+
+def run_child(script: str, *args: str) -> dict:
+  """Runs ``python script *args`` from the repository root; returns its last line as JSON."""
+  import json  # pylint: disable=import-outside-toplevel
+  import os  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, script, *args], cwd=root, check=True,
+                       stdout=subprocess.PIPE, text=True).stdout
+  return json.loads(out.strip().split('\n')[-1])
+
+
+def scale_main(script: str, *, doc: str, root: str, steps: int, what: str, generate,
+               child_prepare, child_train, describe) -> None:
+  """The scale benchmarks' command line: for each ``--sizes_mb`` size, ``generate(folder,
+  size_mb)`` once, then ``child_prepare(folder, cache)`` and ``child_train(folder, cache,
+  workdir, steps, spawned)`` each in a child process; prints ``describe(size, prepare, train)``
+  per size and the peak training RSS ratio of the largest size to the smallest."""
+  import argparse  # pylint: disable=import-outside-toplevel
+  import json  # pylint: disable=import-outside-toplevel
+  import os  # pylint: disable=import-outside-toplevel
+  parser = argparse.ArgumentParser(description=doc.split('\n')[0])
+  parser.add_argument('--sizes_mb', default='100,2000')
+  parser.add_argument('--steps', type=int, default=steps)
+  parser.add_argument('--root', default=root)
+  parser.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.child:
+    kind, *rest = args.child
+    result = (child_prepare(*rest) if kind == 'prepare' else
+              child_train(*rest[:3], int(rest[3]), float(rest[4])))
+    print(json.dumps(result))
+    return
+  rows = []
+  for size in [int(s) for s in args.sizes_mb.split(',')]:
+    folder = os.path.join(args.root, f'{what}-{size}mb')
+    cache = os.path.join(args.root, f'cache-{size}mb')
+    start = time.perf_counter()
+    generate(folder, size)
+    print(f'{size} MB {what} ready ({time.perf_counter() - start:.0f} s)', flush=True)
+    prep = run_child(script, '--child', 'prepare', folder, cache)
+    workdir = os.path.join(args.root, f'run-{size}mb-{time.time_ns()}')
+    train = run_child(script, '--child', 'train', folder, cache, workdir, str(args.steps),
+                      str(time.time()))
+    rows.append((size, train['peak_rss_mb']))
+    print(describe(size, prep, train), flush=True)
+  if len(rows) > 1:
+    (small, small_rss), (large, large_rss) = rows[0], rows[-1]
+    print(f'peak training RSS {large} MB / {small} MB = {large_rss / small_rss:.3f} '
+          '(goal <= 1.15)')

@@ -20,18 +20,14 @@ machine only; the sizes are run one after another, so load from elsewhere shows 
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import resource
-import subprocess
-import sys
 import time
 
 import numpy as np
 
+import common  # benchmarks/common.py: run these files as scripts
+
 _FILE_MB = 64
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _words(rng, count):
@@ -86,10 +82,6 @@ def _config(corpus: str, cache: str, steps: int):
   return config
 
 
-def _peak_rss_mb() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def child_prepare(corpus: str, cache: str) -> dict:
   import logging  # pylint: disable=import-outside-toplevel
   logging.basicConfig(level=logging.INFO, format='  %(message)s')
@@ -97,87 +89,35 @@ def child_prepare(corpus: str, cache: str) -> dict:
   data = _config(corpus, cache, 1).data
   start = time.perf_counter()
   got = token_cache.prepare(data, kind=packing.MLM, cache_dir=cache)
-  return {'seconds': time.perf_counter() - start, 'peak_rss_mb': _peak_rss_mb(),
+  return {'seconds': time.perf_counter() - start, 'peak_rss_mb': common.peak_rss_mb(),
           'meta': got.meta}
 
 
 def child_train(corpus: str, cache: str, workdir: str, steps: int, spawned: float) -> dict:
   from experiments import mlm_pretrain  # pylint: disable=import-outside-toplevel
-  from jaxssl.data import pipeline  # pylint: disable=import-outside-toplevel
   config = _config(corpus, cache, steps)
-  calls = []
-  getter = pipeline.batch_getter
-
-  def timed_getter(rows, mesh, cfg):
-    get_batch = getter(rows, mesh, cfg)
-    timed_getter.rows = rows
-
-    def get(step):
-      calls.append(time.time())
-      return get_batch(step)
-    return get
-
-  pipeline.batch_getter = timed_getter
-  mlm_pretrain.train_and_evaluate(config, workdir)
-  peak = _peak_rss_mb()
-  # The loop asks for batch s+1 after the step s-1 is done: in steady state the calls are
-  # one step time apart.
-  step_s = (calls[-1] - calls[2]) / (len(calls) - 3)
-  rows, b = timed_getter.rows, config.global_batch_size
-  n, start = 200, time.perf_counter()
-  for step in range(10_000, 10_000 + n):
-    pipeline.train_batch(rows, step, seed=config.seed, global_batch_size=b)
-  batch_s = (time.perf_counter() - start) / n
-  tokens = b * config.data.seq_len
+  calls, rows, step_s = common.train_with_timed_batches(mlm_pretrain.train_and_evaluate,
+                                                        config, workdir)
+  peak = common.peak_rss_mb()
+  batch_s = common.batch_read_seconds(rows, config, num_batches=200, first_step=10_000)
+  tokens = config.global_batch_size * config.data.seq_len
   return {'start_to_first_step_s': calls[0] - spawned, 'peak_rss_mb': peak,
           'step_tokens_per_s': tokens / step_s, 'pipeline_tokens_per_s': tokens / batch_s}
 
 
-def _run_child(*args) -> dict:
-  out = subprocess.run([sys.executable, __file__, *args], cwd=_ROOT, check=True,
-                       stdout=subprocess.PIPE, text=True).stdout
-  return json.loads(out.strip().split('\n')[-1])
-
-
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--sizes_mb', default='100,2000')
-  parser.add_argument('--steps', type=int, default=20)
-  parser.add_argument('--root', default='/tmp/jaxssl-text-scale')
-  parser.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
-  args = parser.parse_args()
-  if args.child:
-    what, *rest = args.child
-    result = (child_prepare(*rest) if what == 'prepare' else
-              child_train(*rest[:3], int(rest[3]), float(rest[4])))
-    print(json.dumps(result))
-    return
-  rows = []
-  for size in [int(s) for s in args.sizes_mb.split(',')]:
-    corpus = os.path.join(args.root, f'corpus-{size}mb')
-    cache = os.path.join(args.root, f'cache-{size}mb')
-    start = time.perf_counter()
-    generate(corpus, size)
-    print(f'{size} MB corpus ready ({time.perf_counter() - start:.0f} s)', flush=True)
-    prep = _run_child('--child', 'prepare', corpus, cache)
-    workdir = os.path.join(args.root, f'run-{size}mb-{time.time_ns()}')
-    train = _run_child('--child', 'train', corpus, cache, workdir, str(args.steps),
-                       str(time.time()))
-    meta = prep['meta']
-    rows.append((size, prep, train, meta))
-    print(f'{size} MB: prepare {prep["seconds"]:.0f} s = {size / prep["seconds"]:.2f} MB/s '
+def describe(size: int, prep: dict, train: dict) -> str:
+  meta = prep['meta']
+  return (f'{size} MB: prepare {prep["seconds"]:.0f} s = {size / prep["seconds"]:.2f} MB/s '
           f'(peak RSS {prep["peak_rss_mb"]:.0f} MB; {meta["num_train_tokens"]:,} training '
           f'tokens in {meta["num_train_rows"]:,} rows; tokenizer sample '
           f'{meta["num_tokenizer_chars"]:,} chars) | start to first step '
           f'{train["start_to_first_step_s"]:.1f} s | peak RSS {train["peak_rss_mb"]:.0f} MB | '
           f'step {train["step_tokens_per_s"]:,.0f} tokens/s, pipeline '
           f'{train["pipeline_tokens_per_s"]:,.0f} tokens/s = '
-          f'{train["pipeline_tokens_per_s"] / train["step_tokens_per_s"]:.0f}x', flush=True)
-  if len(rows) > 1:
-    small, large = rows[0], rows[-1]
-    print(f'peak training RSS {large[0]} MB / {small[0]} MB = '
-          f'{large[2]["peak_rss_mb"] / small[2]["peak_rss_mb"]:.3f} (goal <= 1.15)')
+          f'{train["pipeline_tokens_per_s"] / train["step_tokens_per_s"]:.0f}x')
 
 
 if __name__ == '__main__':
-  main()
+  common.scale_main(__file__, doc=__doc__, root='/tmp/jaxssl-text-scale', steps=20,
+                    what='corpus', generate=generate, child_prepare=child_prepare,
+                    child_train=child_train, describe=describe)

@@ -120,7 +120,7 @@ def prepare_data(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if c >= data['num_classes']:
     raise ValueError(f'method.anomaly_class={c} is not a class of {data["info"]["data/source"]} '
                      f'(labels 0..{data["num_classes"] - 1})')
-  mean_image = data['train']['image'].astype(np.float64).mean(axis=0) / 255.0  # [H, W, C]
+  mean_image = images.pixel_mean(data['train']['image']) / 255.0  # [H, W, C]
   return dict(data, mean_image=mean_image.astype(np.float32))
 
 

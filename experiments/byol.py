@@ -208,7 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   embed = embed_fn(state.graphdef)
 
   def evaluate(state, prefix=''):
-    return representation.evaluate_representation(embed, encoder_variables(state), data,
+    return representation.evaluate_representation(embed, encoder_variables(state), data['eval'],
                                                   config.eval, prefix=prefix, mesh=mesh)
 
   random_encoder = run.saved_meta.get('random_encoder') or evaluate(state, 'random_encoder_')

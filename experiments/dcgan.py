@@ -277,9 +277,10 @@ def fit_classifier(data, workdir, config):
   seed = int(jax.random.randint(rngs.eval_key(config.data.split_seed, 'classifier'), (), 0,
                                 2**31 - 1))
   return generative.reference_features(
-      fileio.join(workdir, 'fd_classifier'), data['train'], data['test'], data['num_classes'],
+      fileio.join(workdir, 'fd_classifier'), data['eval']['train'], data['test'],
+      data['num_classes'],
       data_sha256=data['info']['data/sha256'], seed=seed, num_steps=c.num_steps,
-      batch_size=min(c.batch_size, len(data['train']['image'])), learning_rate=c.learning_rate,
+      batch_size=min(c.batch_size, len(data['eval']['train']['image'])), learning_rate=c.learning_rate,
       widths=tuple(c.widths), feature_dim=c.feature_dim)
 
 

@@ -137,7 +137,8 @@ def load_features(config: ml_collections.ConfigDict) -> dict:
   else:
     loaded = images.load_images(data)
     splits = (loaded.train, loaded.test)
-    x = np.concatenate([s['image'].reshape(len(s['image']), -1) for s in splits])
+    # k-means (Lloyd) reads every point each iteration: the images are held in memory.
+    x = np.concatenate([np.asarray(s['image']).reshape(len(s['image']), -1) for s in splits])
     targets = np.concatenate([s['label'] for s in splits])
     info = {k: loaded.info[k] for k in ('data/source', 'data/sha256', 'data/num_classes')}
   x = x.astype(np.float64)

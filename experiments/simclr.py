@@ -179,7 +179,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state = create_train_state(config, data, mesh, rng_init)
   embed = embed_fn(state.graphdef)
   downstream = lambda state, prefix='': representation.evaluate_representation(
-      embed, encoder_variables(state), data, config.eval, prefix=prefix, mesh=mesh)
+      embed, encoder_variables(state), data['eval'], config.eval, prefix=prefix, mesh=mesh)
   random_encoder = run.saved_meta.get('random_encoder') or downstream(state, 'random_encoder_')
   return loop.train(run, state, functools.partial(train_step, config=config),
                     pipeline.batch_getter(data['train'], mesh, config),

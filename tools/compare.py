@@ -155,8 +155,10 @@ def measure_runs(config: ml_collections.ConfigDict,
     and {run folder relative to ``workdir``: ``_summary_fingerprint``} of the summaries the
     measured checkpoints belong to.
   """
-  data = images.load_images(config.data)
-  representation.check_fits(config.eval, len(data.test['label']))
+  loaded = images.load_images(config.data)
+  representation.check_fits(config.eval, len(loaded.test['label']))
+  data = dict(train=images.eval_train_sample(loaded.train, config.data), test=loaded.test,
+              num_classes=loaded.num_classes)
   rows = {RAW_PIXELS: [_measure(_raw_pixels, {}, data, config.eval, s) for s in config.seeds]}
   fingerprints = {}
   for method, seed, run, run_dir in _runs(config, workdir):

@@ -9,10 +9,11 @@ import gzip
 import os
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from jaxssl import fileio
 from jaxssl.data import sources
 
 GZIP_MAGIC = b'\x1f\x8b'
@@ -54,10 +55,14 @@ class IdxPair:
 
 
 def _open(path: str | os.PathLike):
-  """Opens `path` for reading bytes, through gzip if it starts with the gzip magic."""
-  with open(path, 'rb') as f:
-    gzipped = f.read(2) == GZIP_MAGIC
-  return gzip.open(path, 'rb') if gzipped else open(path, 'rb')
+  """Opens `path` (local or a URI) for reading bytes, through gzip if it starts with the gzip
+  magic."""
+  f = fileio.path(path).open('rb')
+  if f.read(2) == GZIP_MAGIC:
+    f.seek(0)
+    return gzip.GzipFile(fileobj=f, mode='rb')
+  f.seek(0)
+  return f
 
 
 def _read_bytes(path: str | os.PathLike, *, header_only: bool = False) -> bytes:
@@ -136,6 +141,37 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
                      f'({described} needs {expected} bytes, found {found}).')
   array = np.frombuffer(data, dtype=header.dtype, offset=header.size).reshape(header.shape)
   return array.astype(header.dtype.newbyteorder('='))
+
+
+def iter_chunks(path: str | os.PathLike, rows: int) -> Iterator[np.ndarray]:
+  """Streams an IDX file (gzipped or plain, local or a URI) ``rows`` examples at a time.
+
+  Yields arrays [k <= rows, *shape[1:]] in native byte order; memory is one chunk, not the
+  file. Raises ValueError naming the file as ``read_idx`` does (truncated data, trailing
+  bytes, a damaged gzip stream), when the stream reaches the problem.
+  """
+  try:
+    with _open(path) as f:
+      start = f.read(4)
+      ndim = start[3] if len(start) == 4 and start[:2] == b'\0\0' else 0
+      header = parse_header(start + f.read(4 * ndim), path)
+      row_shape = header.shape[1:]
+      row_bytes = int(np.prod(row_shape, dtype=np.int64)) * header.dtype.itemsize
+      left = header.shape[0] if header.shape else 0
+      while left:
+        k = min(rows, left)
+        data = f.read(k * row_bytes)
+        if len(data) < k * row_bytes:
+          raise ValueError(f'{path}: truncated IDX data: shape {list(header.shape)} of '
+                           f'{header.dtype.name} ends after {header.shape[0] - left} full rows.')
+        chunk = np.frombuffer(data, header.dtype).reshape((k, *row_shape))
+        yield chunk.astype(header.dtype.newbyteorder('='))
+        left -= k
+      if f.read(1):
+        raise ValueError(f'{path}: trailing bytes after the IDX data (shape '
+                         f'{list(header.shape)} of {header.dtype.name}).')
+  except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+    raise ValueError(f'{path}: damaged or truncated gzip file ({e}).') from e
 
 
 # Pairing images with labels.

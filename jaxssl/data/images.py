@@ -1,28 +1,28 @@
-"""Loading a labelled image dataset, split into train and test, from one of three sources.
+"""A labelled image dataset, split into train and test, from one of three sources.
 
-``data.files``: IDX files (MNIST and kin, paired by ``idx.find_idx_pairs``); ``data.name ==
-'digits'``: scikit-learn's 8x8 digits (default); other names: a TFDS dataset already prepared
-on disk (never downloaded). Local sources are built once as ``local_images`` under
-``<cache_dir>/tfds``. Without a test split, the held-out examples depend only on
-``data.split_seed`` and the images' bytes, never on a training seed.
+``data.files``: IDX files (MNIST and kin, paired by ``idx.find_idx_pairs``; local or in a
+bucket); ``data.name == 'digits'``: scikit-learn's 8x8 digits (default); other names: a TFDS
+dataset already prepared on disk (never downloaded). Every source takes the same path: decoded
+once into ``image_cache`` row files, then the training split is read by index, a batch at a
+time, so host memory does not grow with the image set. Evaluation reads a bounded, seeded
+sample (``data.max_eval_examples``). Without a test split, the held-out examples depend only
+on ``data.split_seed`` and the images' bytes, never on a training seed.
 """
 
 import dataclasses
-import hashlib
-import json
-import os
 
+import jax
 import ml_collections
 import numpy as np
-import tensorflow_datasets as tfds
+from jax.experimental import multihost_utils
 from ml_collections import config_dict
 
-from jaxssl.data import idx, pipeline
+from jaxssl.data import image_cache, pipeline, rowfile
 from jaxssl.data import sources
-from jaxssl.data.builders import local_images
 from jaxssl import config_checks
 
-DIGITS = local_images.DIGITS
+DIGITS = image_cache.DIGITS
+_CHUNK = 4096  # images per read when reducing over a split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,18 +30,23 @@ class ImageData:
   """A labelled image dataset split once into train and test examples.
 
   Attributes:
-    train: ``{'image': uint8 [N, H, W, C], 'label': int32 [N]}`` in source order.
-    test: the same for the test examples, disjoint from ``train`` (when held out).
+    train: ``{'image': uint8 [N, H, W, C] read from disk by index (``rowfile.Selection``),
+      'label': int32 [N]}`` in source order.
+    test: ``{'image': uint8 [M, H, W, C], 'label': int32 [M]}`` in memory, disjoint from
+      ``train`` (when held out): the whole test split, or a fixed seeded sample of
+      ``data.max_eval_examples`` of it, in split order.
     num_classes: labels lie in [0, num_classes).
-    sha256: hex sha256 of what was read: a local source's content
-      (``local_images.content_sha256``), or for TFDS a JSON of the full name, splits and sizes,
-      splits read and ``max_examples``; with ``max_examples`` on a local source, JSON of both.
+    sha256: hex sha256 of what was read: a local source's content (split names and shapes,
+      image bytes, int64 labels, each framed by its length), or for TFDS a JSON of the full
+      name, splits and sizes, splits read and ``max_examples``; with ``max_examples`` on a
+      local source, JSON of both.
     source: ``'digits'``, ``'files:<abs glob>[,...]'`` or ``'tfds:<name>'``.
-    info: ``data/source``, ``data/sha256``, ``data/num_train``, ``data/num_test``,
-      ``data/image_shape`` ([H, W, C]) and ``data/num_classes``, for ``summary.json``.
+    info: ``data/source``, ``data/sha256``, ``data/num_train``, ``data/num_test`` (the whole
+      split), ``data/num_test_evaluated``, ``data/image_shape`` ([H, W, C]),
+      ``data/num_classes`` and ``data/prepared`` (the cache entry), for ``summary.json``.
   """
 
-  train: dict[str, np.ndarray]
+  train: dict
   test: dict[str, np.ndarray]
   num_classes: int
   sha256: str
@@ -53,14 +58,17 @@ def data_config(*, name: str = DIGITS) -> ml_collections.ConfigDict:
   """The ``config.data`` of an image experiment (scikit-learn's digits by default)."""
   c = ml_collections.ConfigDict()
   c.name = name  # 'digits' (embedded) or a prepared TFDS image dataset, e.g. 'mnist'.
-  c.files = config_dict.placeholder(str)  # Glob(s) of IDX files; overrides name.
+  c.files = config_dict.placeholder(str)  # Glob(s) of IDX files (local or gs://); overrides name.
   c.data_dir = config_dict.placeholder(str)  # TFDS data_dir of a prepared dataset.
-  c.cache_dir = config_dict.placeholder(str)  # Local TFDS builds ($JAXSSL_CACHE_DIR).
+  c.cache_dir = config_dict.placeholder(str)  # Decoded images ($JAXSSL_CACHE_DIR; or gs://).
   c.train_split = 'train'  # TFDS split read for training (named datasets).
   c.test_split = config_dict.placeholder(str)  # TFDS test split; else held out of train.
   c.test_fraction = 0.2  # Held out when the source has no test split (digits, one pair).
-  c.split_seed = 0  # Fixes the held-out examples; not `seed`.
+  c.split_seed = 0  # Fixes the held-out examples and evaluation samples; not `seed`.
   c.max_examples = config_dict.placeholder(int)  # Cap on examples read from each split.
+  # Evaluation reads at most this many test images, and evaluators that fit on training
+  # images (probe, kNN, FD classifier) at most this many of those: fixed seeded samples.
+  c.max_eval_examples = 50_000
   return c
 
 
@@ -77,6 +85,27 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   config_checks.in_open_unit_interval(config, 'data.test_fraction')
   if data.max_examples is not None:
     config_checks.positive(config, 'data.max_examples')
+  config_checks.positive(config, 'data.max_eval_examples')
+
+
+def _sample(num: int, cap: int, seed: int, stream: int) -> np.ndarray:
+  """int64 [min(num, cap)]: every index in order, or ``cap`` of them chosen by
+  ``default_rng([seed, stream])``, sorted (the same on every process and device count)."""
+  if num <= cap:
+    return np.arange(num)
+  return np.sort(np.random.default_rng([seed, stream]).choice(num, cap, replace=False))
+
+
+def _prepared(data: ml_collections.ConfigDict) -> image_cache.PreparedImages:
+  """The cache entry of ``data``; process 0 builds it first in a run of several processes."""
+  cache = sources.cache_dir(data)
+  if jax.process_count() > 1:
+    # A bad source fails on every process alike, not on process 0 alone at the barrier.
+    image_cache.open_source(data)
+    if jax.process_index() == 0:
+      image_cache.prepare(data, cache_dir=cache)
+    multihost_utils.sync_global_devices('jaxssl: images prepared')
+  return image_cache.prepare(data, cache_dir=cache)
 
 
 def load_images(data: ml_collections.ConfigDict) -> ImageData:
@@ -85,7 +114,8 @@ def load_images(data: ml_collections.ConfigDict) -> ImageData:
   A ``test``/``t10k`` IDX pair or ``test_split`` is the test split; else ``ceil(test_fraction
   * n)`` training examples are held out (``split_seed``, image bytes). ``max_examples`` keeps
   the first examples of each split read, before holding out. Images are uint8 [N, H, W, C]
-  (a channel axis is added to [N, H, W]), labels int32 [N].
+  (a channel axis is added to [N, H, W]), labels int32 [N]. The first call for a source
+  decodes it into the cache (``image_cache.prepare``); later ones only open the entry.
 
   Raises:
     FileNotFoundError: ``data.files`` matches no file, or TFDS ``data.name`` is not prepared
@@ -97,13 +127,59 @@ def load_images(data: ml_collections.ConfigDict) -> ImageData:
   max_examples = data.get('max_examples')
   if max_examples is not None and max_examples < 1:
     raise ValueError(f'data.max_examples must be >= 1 or None, got {max_examples}.')
-  files = data.get('files')
-  if files:
-    config = local_images.idx_config(idx.find_idx_pairs(files))
-    return _local_images(config, source=sources.files_source(files), data=data)
-  if data.get('name', DIGITS) == DIGITS:
-    return _local_images(local_images.digits_config(), source=DIGITS, data=data)
-  return _tfds_images(data)
+  prepared = _prepared(data)
+  meta, splits = prepared.meta, prepared.splits
+  train = splits['train']
+  if prepared.held_out is not None:
+    held = prepared.held_out
+    test = {'image': rowfile.Selection(train['image'], np.flatnonzero(held)),
+            'label': train['label'][held]}
+    train = {'image': rowfile.Selection(train['image'], np.flatnonzero(~held)),
+             'label': train['label'][~held]}
+  else:
+    test = splits['test']
+    train = {'image': rowfile.Selection(train['image'], np.arange(len(train['label']))),
+             'label': train['label']}
+  num_train, num_test = len(train['label']), len(test['label'])
+  if not num_train or not num_test:
+    raise ValueError(f'{meta["source"]}: too few examples: {num_train} train and {num_test} '
+                     'test; each split needs at least 1 (change data.test_fraction or add data).')
+  chosen = _sample(num_test, data.get('max_eval_examples', 50_000), data.get('split_seed', 0), 1)
+  test = {'image': np.asarray(test['image'][chosen]), 'label': test['label'][chosen]}
+  info = {
+      'data/source': meta['source'],
+      'data/sha256': meta['sha256'],
+      'data/num_train': num_train,
+      'data/num_test': num_test,
+      'data/image_shape': list(meta['image_shape']),
+      'data/num_classes': meta['num_classes'],
+  }
+  if len(chosen) < num_test:
+    info['data/num_test_evaluated'] = len(chosen)
+  return ImageData(train=train, test=test, num_classes=meta['num_classes'],
+                   sha256=meta['sha256'], source=meta['source'], info=info)
+
+
+def eval_train_sample(train: dict, data: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """In memory, the training examples evaluators fit on (probe, kNN, FD classifier): all of
+  them in order, or a fixed sample of ``data.max_eval_examples`` (``data.split_seed``)."""
+  chosen = _sample(len(train['label']), data.get('max_eval_examples', 50_000),
+                   data.get('split_seed', 0), 2)
+  return {'image': np.asarray(train['image'][chosen]), 'label': train['label'][chosen]}
+
+
+def chunks(images, size: int | None = None):
+  """Yields consecutive uint8 [<= size, H, W, C] chunks of ``images`` (an array or rows read
+  from disk; ``size`` defaults to 4096), for reductions over a split not held in memory."""
+  size = size or _CHUNK
+  for start in range(0, len(images), size):
+    yield np.asarray(images[start:start + size])
+
+
+def pixel_mean(images) -> np.ndarray:
+  """float64 [H, W, C]: the mean of uint8 images [N, H, W, C] in [0, 255], chunk by chunk."""
+  total = sum(chunk.astype(np.float64).sum(axis=0) for chunk in chunks(images))
+  return total / len(images)
 
 
 def for_training(config: ml_collections.ConfigDict, *, train_keep=None,
@@ -118,7 +194,9 @@ def for_training(config: ml_collections.ConfigDict, *, train_keep=None,
     labels_needed_by: what needs labels of at least 2 classes (named in the error), if any.
 
   Returns:
-    {'train', 'test': {'image': uint8 [N, H, W, C], 'label': int32 [N]}, 'num_classes',
+    {'train': {'image': uint8 [N, H, W, C] on disk (read by index), 'label': int32 [N]},
+    'test': {'image': uint8 [M, H, W, C], 'label': int32 [M]} in memory, 'eval': ``{'train':
+    eval_train_sample(train), 'test', 'num_classes'}`` for evaluators, 'num_classes',
     'image_shape': (H, W, C), 'info': the ``data/*`` facts, 'num_train_steps'}.
 
   Raises:
@@ -131,105 +209,11 @@ def for_training(config: ml_collections.ConfigDict, *, train_keep=None,
   train = data.train
   if train_keep is not None:
     keep = train_keep(train['label'])
-    train = {k: v[keep] for k, v in train.items()}
-  return dict(train=train, test=data.test, num_classes=data.num_classes,
+    train = {'image': rowfile.Selection(train['image'].rows, train['image'].index[keep]),
+             'label': train['label'][keep]}
+  evaluated = dict(train=eval_train_sample(train, config.data), test=data.test,
+                   num_classes=data.num_classes)
+  return dict(train=train, test=data.test, eval=evaluated, num_classes=data.num_classes,
               image_shape=tuple(train['image'].shape[1:]), info=dict(data.info),
-              num_train_steps=pipeline.steps_for_epochs(config, len(train['image']),
+              num_train_steps=pipeline.steps_for_epochs(config, len(train['label']),
                                                         unit='images'))
-
-
-def _local_images(config: local_images.LocalImagesConfig, *, source: str, data) -> ImageData:
-  """Prepares a local source in the cache once, reads and splits it."""
-  data_dir = os.path.join(sources.cache_dir(data), 'tfds')
-  builder = local_images.prepare(config, data_dir=data_dir)
-  max_examples = data.get('max_examples')
-  sha256 = config.source_sha256
-  if max_examples is not None:
-    described = {'sha256': sha256, 'max_examples': max_examples}
-    sha256 = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
-  test_split = idx.TEST if idx.TEST in builder.info.splits else None
-  return _split(builder, train_split=idx.TRAIN, test_split=test_split, sha256=sha256,
-                source=source, data=data)
-
-
-def _tfds_images(data) -> ImageData:
-  """Reads a prepared TFDS image dataset (see `load_images`)."""
-  name = data.get('name')
-  builder = sources.tfds_builder(name, data.get('data_dir'))
-  train_split = data.get('train_split', 'train')
-  test_split = data.get('test_split')
-  sources.check_split(builder, train_split, 'data.train_split')
-  if test_split:
-    sources.check_split(builder, test_split, 'data.test_split')
-  features = builder.info.features
-  if 'image' not in features or 'label' not in features:
-    raise ValueError(f"data.name={name!r}: needs features 'image' and 'label'; "
-                     f'{builder.info.full_name} has {sorted(features.keys())}.')
-  sha256 = sources.tfds_sha256(builder, read=[train_split, test_split],
-                               max_examples=data.get('max_examples'))
-  return _split(builder, train_split=train_split, test_split=test_split, sha256=sha256,
-                source=f'tfds:{name}', data=data)
-
-
-def _read(builder, split: str, *, source: str, data) -> dict[str, np.ndarray]:
-  """Reads one split as ``{'image': uint8 [N, H, W, C], 'label': int32 [N]}``."""
-  images, labels = [], []
-  for example in sources.iter_examples(builder, split, limit=data.get('max_examples')):
-    images.append(np.asarray(example['image']))
-    labels.append(example['label'])
-  if not images:
-    raise ValueError(f'{source}: split {split!r} has no examples.')
-  shapes = {image.shape for image in images}
-  if len(shapes) > 1:
-    raise ValueError(f'{source}: split {split!r} holds images of {len(shapes)} shapes, e.g. '
-                     f'{sorted(shapes)[:3]}; resize them to one shape first.')
-  image = np.stack(images)
-  if image.ndim == 3:
-    image = image[..., None]  # [N, H, W, 1]
-  if image.dtype != np.uint8 or image.ndim != 4:
-    raise ValueError(f'{source}: images must be uint8 [H, W] or [H, W, C], found '
-                     f'{image.dtype.name} {list(image.shape[1:])}.')
-  label = np.asarray(labels)
-  if label.dtype.kind not in 'iu' or label.ndim != 1 or label.min() < 0:
-    raise ValueError(f'{source}: labels must be non-negative integer scalars, found '
-                     f'{label.dtype.name} {list(label.shape)} (min {label.min()}).')
-  return {'image': image, 'label': label.astype(np.int32)}
-
-
-def _take(examples: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
-  return {k: v[mask] for k, v in examples.items()}
-
-
-def _split(builder, *, train_split: str, test_split: str | None, sha256: str, source: str,
-           data) -> ImageData:
-  """Reads the train split and the test split, or holds a fraction of train out."""
-  train = _read(builder, train_split, source=source, data=data)
-  if test_split:
-    test = _read(builder, test_split, source=source, data=data)
-    if test['image'].shape[1:] != train['image'].shape[1:]:
-      raise ValueError(f'{source}: train images are {list(train["image"].shape[1:])} but '
-                       f'test images are {list(test["image"].shape[1:])}.')
-  else:
-    held_out = np.asarray(sources.held_out_mask(
-        [image.tobytes() for image in train['image']], fraction=data.get('test_fraction', 0.2),
-        seed=data.get('split_seed', 0), field='data.test_fraction'))
-    train, test = _take(train, ~held_out), _take(train, held_out)
-  num_train, num_test = len(train['label']), len(test['label'])
-  if not num_train or not num_test:
-    raise ValueError(f'{source}: too few examples: {num_train} train and {num_test} test; '
-                     'each split needs at least 1 (change data.test_fraction or add data).')
-  label_feature = builder.info.features['label']
-  if isinstance(label_feature, tfds.features.ClassLabel) and label_feature.num_classes:
-    num_classes = label_feature.num_classes
-  else:
-    num_classes = int(max(train['label'].max(), test['label'].max())) + 1
-  info = {
-      'data/source': source,
-      'data/sha256': sha256,
-      'data/num_train': num_train,
-      'data/num_test': num_test,
-      'data/image_shape': [int(d) for d in train['image'].shape[1:]],
-      'data/num_classes': num_classes,
-  }
-  return ImageData(train=train, test=test, num_classes=num_classes, sha256=sha256,
-                   source=source, info=info)

@@ -62,19 +62,25 @@ class RowWriter:
 
 
 class RowFile:
-  """Read-only int32 [num_rows, width] view of a file made by ``RowWriter``.
+  """Read-only [num_rows, *row_shape] view of a file made by ``RowWriter`` (int32 by default).
 
   ``rows[indices]`` reads just those rows (contiguous runs coalesced into one read);
   ``len``, ``shape``, ``ndim`` and ``dtype`` behave as for the NumPy array it stands for.
-  Safe to read from several threads.
+  ``row_shape`` (default ``(width,)``) reshapes each row, e.g. (H, W, C) for images;
+  ``read_dtype`` is the dtype rows are returned in (uint8 for images). Safe to read from
+  several threads.
 
   Raises (at construction):
     FileNotFoundError: the file is missing. ValueError: its size is not num_rows rows.
   """
 
-  def __init__(self, path: epath.PathLike, *, width: int, dtype: np.dtype, num_rows: int):
+  def __init__(self, path: epath.PathLike, *, width: int, dtype: np.dtype, num_rows: int,
+               read_dtype: np.dtype = np.int32, row_shape: tuple[int, ...] | None = None):
     self.path, self.width, self._stored = epath.Path(path), width, np.dtype(dtype)
-    self.num_rows = num_rows
+    self.num_rows, self.dtype = num_rows, np.dtype(read_dtype)
+    self.row_shape = tuple(row_shape or (width,))
+    if int(np.prod(self.row_shape)) != width:
+      raise ValueError(f'row_shape {self.row_shape} does not hold {width} values.')
     self._row_bytes = width * self._stored.itemsize
     if not self.path.exists():
       raise FileNotFoundError(f'{self.path}: no such row file.')
@@ -86,9 +92,8 @@ class RowFile:
     self._lock = threading.Lock()
     self._file = None
 
-  shape = property(lambda self: (self.num_rows, self.width))
-  ndim = 2
-  dtype = np.dtype(np.int32)
+  shape = property(lambda self: (self.num_rows, *self.row_shape))
+  ndim = property(lambda self: 1 + len(self.row_shape))
 
   def __len__(self) -> int:
     return self.num_rows
@@ -103,8 +108,8 @@ class RowFile:
       return self._file.read(size)
 
   def __getitem__(self, key) -> np.ndarray:
-    """Rows as NumPy indexing would give them, int32: ``rows[indices]`` for int [k] indices
-    (any order, repeats allowed) is [k, width]; ints, slices and ``rows[i, j]`` work too.
+    """Rows as NumPy indexing would give them: ``rows[indices]`` for int [k] indices (any
+    order, repeats allowed) is [k, *row_shape]; ints, slices and ``rows[i, j]`` work too.
 
     Raises:
       IndexError: an index outside [0, num_rows).
@@ -117,10 +122,10 @@ class RowFile:
     scalar = np.ndim(key) == 0
     rows = self._rows(np.asarray(key, np.int64).reshape(-1))
     rows = rows[0] if scalar else rows
-    return rows[(slice(None),) * (rows.ndim - 1 if scalar else 1) + rest] if rest else rows
+    return rows[((slice(None),) if not scalar else ()) + rest] if rest else rows
 
   def _rows(self, indices: np.ndarray) -> np.ndarray:
-    """int32 [k, width] rows at int64 [k] ``indices``."""
+    """[k, *row_shape] rows at int64 [k] ``indices``, in ``dtype``."""
     if indices.size and (indices.min() < 0 or indices.max() >= self.num_rows):
       raise IndexError(f'{self.path}: row indices must be in [0, {self.num_rows}).')
     wanted, where = np.unique(indices, return_inverse=True)
@@ -131,8 +136,37 @@ class RowFile:
       data = self._read(int(run[0]) * self._row_bytes, run.size * self._row_bytes)
       parts.append(np.frombuffer(data, self._stored).reshape(run.size, self.width))
     rows = np.concatenate(parts) if parts else np.zeros((0, self.width), self._stored)
-    return rows[where].astype(np.int32)
+    return rows[where].astype(self.dtype).reshape((-1, *self.row_shape))
 
   def read_all(self) -> np.ndarray:
-    """Every row, int32 [num_rows, width] (for small files: held-out rows)."""
+    """Every row, [num_rows, *row_shape] (for small files: held-out rows)."""
     return self._rows(np.arange(self.num_rows))
+
+
+class Selection:
+  """The rows ``rows[index[i]]``, i < len(index), read lazily: a split kept out of memory.
+
+  ``rows`` is a ``RowFile`` or an array; ``index`` int [n] picks and orders its rows. Indexing
+  a ``Selection`` (ints, slices, int arrays) reads only the rows asked for; ``np.asarray``
+  reads them all.
+  """
+
+  def __init__(self, rows, index: np.ndarray):
+    self.rows, self.index = rows, np.asarray(index, np.int64)
+
+  shape = property(lambda self: (len(self.index), *self.rows.shape[1:]))
+  ndim = property(lambda self: self.rows.ndim)
+  dtype = property(lambda self: self.rows.dtype)
+
+  def __len__(self) -> int:
+    return len(self.index)
+
+  def __getitem__(self, key) -> np.ndarray:
+    if isinstance(key, tuple):  # rows[i, j]: the row's own axes index the read rows
+      return self.rows[(self.index[key[0]],) + key[1:]]
+    return self.rows[self.index[key]]
+
+  def __array__(self, dtype=None, copy=None) -> np.ndarray:
+    del copy  # a fresh array either way
+    rows = self.rows[self.index]
+    return rows if dtype is None else rows.astype(dtype)

@@ -2,13 +2,12 @@
 
 The cache dir of local sources, ``data.files`` globs, named TFDS datasets read from disk only
 (an unprepared one fails at once, saying how to prepare it, since offline ``tfds.load``
-retries for minutes), and the fixed held-out split (split seed and content only).
+retries for minutes).
 """
 
 import glob
 import hashlib
 import json
-import math
 import os
 from collections.abc import Iterator, Sequence
 
@@ -72,24 +71,6 @@ def glob_files(files: str) -> list[str]:
       raise FileNotFoundError(f'data.files: no file matches {pattern!r}.')
     paths.update(matches)
   return sorted(paths)
-
-
-def held_out_mask(contents: Sequence[bytes], *, fraction: float, seed: int,
-                  field: str) -> list[bool]:
-  """Marks ``ceil(fraction * n)`` of n examples as held out (True), by content.
-
-  Held out: the smallest ``sha256(f'{seed}\\0' + content)`` (exact duplicates in index order),
-  independent of the examples' order. ``contents`` are n byte strings (UTF-8 text, image
-  bytes); ``field`` names the config field of ``fraction`` in the ValueError raised unless
-  0 < fraction < 1.
-  """
-  if not 0.0 < fraction < 1.0:
-    raise ValueError(f'{field} must be in (0, 1), got {fraction}.')
-  prefix = f'{seed}\0'.encode('utf-8')
-  keys = [hashlib.sha256(prefix + content).digest() for content in contents]
-  num_held_out = math.ceil(fraction * len(contents))
-  held_out = set(sorted(range(len(contents)), key=keys.__getitem__)[:num_held_out])
-  return [i in held_out for i in range(len(contents))]
 
 
 # Named TFDS datasets, read from disk only.

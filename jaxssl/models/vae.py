@@ -116,6 +116,9 @@ def model_input(image, likelihood: str):
   return image.astype(np.float32) / (NUM_LEVELS - 1)
 
 
+_FIT_CHUNK = 4096  # images per read in fit_baseline
+
+
 def fit_baseline(train_images: np.ndarray, likelihood: str) -> dict[str, np.ndarray]:
   """The independent-pixel model of the training images, as decoder outputs would give it.
 
@@ -126,16 +129,25 @@ def fit_baseline(train_images: np.ndarray, likelihood: str) -> dict[str, np.ndar
   ``{'mean', 'log_scale'}``.
 
   Args:
-    train_images: uint8 [N, H, W, C].
+    train_images: uint8 [N, H, W, C], an array or rows read by slices (read in chunks).
     likelihood: 'bernoulli' or 'logistic'.
 
   Returns:
     {name: float32 [H, W, C]}, for ``VAE.log_likelihood`` after broadcasting to the batch.
   """
-  x = model_input(train_images, likelihood).astype(np.float64)  # [N, H, W, C]
+  n = len(train_images)
+
+  def inputs():  # chunk by chunk: the training images may be rows on disk
+    for start in range(0, n, _FIT_CHUNK):
+      chunk = np.asarray(train_images[start:start + _FIT_CHUNK])
+      yield model_input(chunk, likelihood).astype(np.float64)  # [k, H, W, C]
+
+  total = sum(x.sum(axis=0) for x in inputs())  # [H, W, C]
   if likelihood == 'bernoulli':
-    p = (x.sum(axis=0) + 1.0) / (len(x) + 2.0)  # [H, W, C]
+    p = (total + 1.0) / (n + 2.0)
     return {'logits': (np.log(p) - np.log1p(-p)).astype(np.float32)}
-  scale = x.std(axis=0) * math.sqrt(3.0) / math.pi  # [H, W, C]
+  mean = total / n
+  std = np.sqrt(sum(((x - mean) ** 2).sum(axis=0) for x in inputs()) / n)  # two passes
+  scale = std * math.sqrt(3.0) / math.pi
   log_scale = np.log(np.maximum(scale, math.exp(vae_losses.MIN_LOG_SCALE)))
-  return {'mean': x.mean(axis=0).astype(np.float32), 'log_scale': log_scale.astype(np.float32)}
+  return {'mean': mean.astype(np.float32), 'log_scale': log_scale.astype(np.float32)}

@@ -1,4 +1,4 @@
-"""Tests for jaxssl.data.images and the local_images TFDS builder."""
+"""Tests for jaxssl.data.images and jaxssl.data.image_cache."""
 
 import gzip
 import hashlib
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxssl.data import images
-from jaxssl.data.builders import local_images
+from jaxssl.data import image_cache, images
+from tests.data import image_builder
 
 _NO_DOWNLOAD = tfds.download.DownloadConfig(try_download_gcs=False)
 
@@ -89,24 +89,31 @@ def test_split_ignores_training_seed_and_follows_split_seed(digits):
   assert other.sha256 == got.sha256  # Same source; only the split moved.
 
 
+def _content_sha256(arrays):
+  """The content hash written out again: per split its name and shape, the image bytes and
+  the int64 labels, each framed by its 8-byte big-endian length."""
+  digest = hashlib.sha256()
+  for split, (image, label) in arrays.items():
+    for part in (f'{split}:{list(image.shape)}'.encode(), image.tobytes(),
+                 np.asarray(label, '<i8').tobytes()):
+      digest.update(len(part).to_bytes(8, 'big') + part)
+  return digest.hexdigest()
+
+
 def test_second_load_reuses_build(digits, monkeypatch):
   got, cache = digits
-  config_name = local_images.digits_config().name
-  assert os.listdir(cache / 'tfds' / 'local_images') == [config_name]
-  assert got.sha256 == local_images.digits_config().source_sha256
-
-  def no_rebuild(*args, **kwargs):
-    raise AssertionError('prepared again')
-
-  monkeypatch.setattr(local_images.LocalImages, '_split_generators', no_rebuild)
+  assert got.sha256 == _content_sha256({'train': _reference_digits()})
+  entries = os.listdir(cache / 'images')
+  monkeypatch.setattr(image_cache, '_build', lambda *a: pytest.fail('prepared again'))
   again = images.load_images(_data(cache_dir=str(cache)))
   np.testing.assert_array_equal(again.train['image'], got.train['image'])
+  assert os.listdir(cache / 'images') == entries
 
 
 def test_cache_dir_from_environment(tmp_path, monkeypatch):
   monkeypatch.setenv('JAXSSL_CACHE_DIR', str(tmp_path / 'env-cache'))
   images.load_images(_data(max_examples=50))
-  assert (tmp_path / 'env-cache' / 'tfds' / 'local_images').is_dir()
+  assert (tmp_path / 'env-cache' / 'images').is_dir()
 
 
 def test_max_examples(digits):
@@ -117,7 +124,7 @@ def test_max_examples(digits):
   np.testing.assert_array_equal(
       np.sort(np.concatenate([got.train['image'], got.test['image']]).reshape(100, -1), axis=0),
       np.sort(expected[:100].reshape(100, -1), axis=0))
-  assert got.sha256 != local_images.digits_config().source_sha256
+  assert got.sha256 != _content_sha256({'train': _reference_digits()})
 
 
 # IDX files.
@@ -178,7 +185,6 @@ def test_gzipped_and_plain_hash_alike(tmp_path):
   shas = {images.load_images(_data(files=str(tmp_path / name / '*'), cache_dir=str(
       tmp_path / 'cache'), test_fraction=0.5)).sha256 for name in ('gz', 'plain')}
   assert len(shas) == 1
-  assert len(os.listdir(tmp_path / 'cache' / 'tfds' / 'local_images')) == 1
 
 
 def test_changed_file_is_prepared_again(tmp_path):
@@ -187,9 +193,13 @@ def test_changed_file_is_prepared_again(tmp_path):
   _write_pair(tmp_path, 'train', _distinct_images(4, (2, 2)), [0, 1, 0, 1], gzipped=False)
   before = images.load_images(data)
   _write_pair(tmp_path, 'train', _distinct_images(4, (2, 2)), [1, 1, 0, 1], gzipped=False)
+  # Entries are keyed by path, size and mtime: an edit within the clock's tick, same size,
+  # is not seen (the README says so); a real edit moves the mtime.
+  labels = tmp_path / 'train-labels-idx1-ubyte'
+  os.utime(labels, (labels.stat().st_atime, labels.stat().st_mtime + 2))
   after = images.load_images(data)
   assert before.sha256 != after.sha256
-  assert len(os.listdir(tmp_path / 'cache' / 'tfds' / 'local_images')) == 2
+  assert len(os.listdir(tmp_path / 'cache' / 'images')) == 2
 
 
 def test_mislabelled_pair_fails(tmp_path):
@@ -262,11 +272,10 @@ def test_named_dataset_bad_split(gray_data_dir):
                              test_split='validation'))
 
 
-def test_prepared_local_images_as_named_dataset(tmp_path):
-  config = local_images.digits_config()
-  local_images.prepare(config, data_dir=tmp_path)
-  got = images.load_images(_data(name=f'local_images/{config.name}', data_dir=str(tmp_path),
-                                 train_split='train[:1000]', test_split='train[1000:]'))
+def test_named_image_dataset_decoded(tmp_path):
+  name = image_builder.prepare(str(tmp_path))
+  got = images.load_images(_data(name=name, data_dir=str(tmp_path), cache_dir=str(
+      tmp_path / 'cache'), train_split='train[:1000]', test_split='train[1000:]'))
   expected, _ = _reference_digits()
   np.testing.assert_array_equal(got.train['image'], expected[:1000])
   np.testing.assert_array_equal(got.test['image'], expected[1000:])
@@ -290,16 +299,15 @@ def test_unknown_dataset_name(tmp_path):
 
 _TFRECORD_SCRIPT = """
 import json, sys
+import numpy as np
 import tensorflow_datasets as tfds
 from jaxssl.data import images
-from jaxssl.data.builders import local_images
-config = local_images.digits_config()
-local_images.LocalImages(config=config, data_dir=sys.argv[1]).download_and_prepare(
-    file_format='tfrecord', download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-data = images.data_config(name='local_images/' + config.name)
+from tests.data import image_builder
+data = images.data_config(name=image_builder.prepare(sys.argv[1], file_format='tfrecord'))
 data.data_dir = sys.argv[1]
+data.cache_dir = sys.argv[1] + '/cache'
 got = images.load_images(data)
-print(json.dumps([got.train['image'].tolist(), got.test['label'].tolist(), got.num_classes]))
+print(json.dumps([np.asarray(got.train['image']).tolist(), got.test['label'].tolist(), got.num_classes]))
 """
 
 
@@ -333,3 +341,53 @@ def test_check_config_names_field(field, value):
   config.data[field] = value
   with pytest.raises(ValueError, match=rf'data\.{field}'):
     images.check_config(config)
+
+
+def test_decoding_in_worker_processes_equals_decoding_in_process(tmp_path, monkeypatch):
+  # A large TFDS split is decoded by spawned workers, chunk by chunk, in order: the prepared
+  # rows equal those decoded in this process (forced here with tiny chunks and threshold).
+  name = image_builder.prepare(str(tmp_path))
+  data = dict(name=name, data_dir=str(tmp_path))
+  here = images.load_images(_data(**data, cache_dir=str(tmp_path / 'here')))
+  monkeypatch.setattr(image_cache, '_WORKER_MIN_EXAMPLES', 0)
+  monkeypatch.setattr(image_cache, '_CHUNK', 500)
+  monkeypatch.setattr(image_cache, '_MAX_WORKERS', 2)
+  spawned = []
+  real = image_cache._pooled
+  monkeypatch.setattr(image_cache, '_pooled', lambda *a: spawned.append(a) or real(*a))
+  pooled = images.load_images(_data(**data, cache_dir=str(tmp_path / 'pooled')))
+  assert len(spawned) == 1
+  np.testing.assert_array_equal(np.asarray(pooled.train['image']), np.asarray(here.train['image']))
+  np.testing.assert_array_equal(pooled.test['image'], here.test['image'])
+  np.testing.assert_array_equal(pooled.train['label'], here.train['label'])
+  expected, _ = image_builder.digits()
+  np.testing.assert_array_equal(np.sort(np.concatenate(
+      [np.asarray(pooled.train['image']), pooled.test['image']]).reshape(-1, 64), axis=0),
+      np.sort(expected.reshape(-1, 64), axis=0))
+
+
+def test_evaluation_reads_a_fixed_seeded_sample_of_a_large_test_split(tmp_path):
+  train, test = _distinct_images(30, (2, 2)), _distinct_images(40, (2, 2))[::-1]
+  _write_pair(tmp_path, 'train', train, list(range(30)))
+  _write_pair(tmp_path, 't10k', test, [i % 7 for i in range(40)])
+  data = _data(files=str(tmp_path / '*ubyte*'), cache_dir=str(tmp_path / 'cache'),
+               max_eval_examples=8)
+  got = images.load_images(data)
+  # By hand: the sample is default_rng([split_seed, 1]) choosing 8 of 40, in split order.
+  chosen = np.sort(np.random.default_rng([0, 1]).choice(40, 8, replace=False))
+  np.testing.assert_array_equal(got.test['image'], test[chosen][..., None])
+  assert got.info['data/num_test'] == 40 and got.info['data/num_test_evaluated'] == 8
+  assert len(got.train['label']) == 30  # training reads every image
+  again = images.load_images(data)
+  np.testing.assert_array_equal(again.test['image'], got.test['image'])
+  sample = images.eval_train_sample(got.train, data)
+  chosen = np.sort(np.random.default_rng([0, 2]).choice(30, 8, replace=False))
+  np.testing.assert_array_equal(sample['image'], train[chosen][..., None])
+  np.testing.assert_array_equal(sample['label'], chosen)
+
+
+def test_pixel_mean_reads_rows_in_chunks(digits, monkeypatch):
+  got, _ = digits
+  monkeypatch.setattr(images, '_CHUNK', 100)  # 1437 images: 15 chunks, the last partial
+  expected = np.asarray(got.train['image']).astype(np.float64).mean(axis=0)
+  np.testing.assert_allclose(images.pixel_mean(got.train['image']), expected, rtol=1e-12)

@@ -97,3 +97,28 @@ def test_two_processes_read_disjoint_rows_whose_union_is_the_global_batch(tmp_pa
     expected = pipeline.epoch_permutation(50, seed=2, epoch=epoch)[position * 8:position * 8 + 8]
     assert len(read[0]) == len(read[1]) == 4 and not set(read[0]) & set(read[1])
     assert sorted(read[0] + read[1]) == sorted(expected)
+
+
+def test_image_rows_and_a_selection_of_them(tmp_path):
+  # uint8 images [N, 2, 3, 2] as rows of 12 bytes, read back as images, and a Selection (a
+  # split) reading through an index: each agrees with the NumPy array it stands for.
+  images = np.random.default_rng(1).integers(0, 256, size=(9, 2, 3, 2)).astype(np.uint8)
+  writer = rowfile.RowWriter(tmp_path / 'i.bin', width=12, dtype=np.uint8)
+  writer.write(images.reshape(9, 12))
+  writer.close()
+  stored = rowfile.RowFile(tmp_path / 'i.bin', width=12, dtype=np.uint8, num_rows=9,
+                           read_dtype=np.uint8, row_shape=(2, 3, 2))
+  assert (stored.shape, stored.ndim, stored.dtype) == ((9, 2, 3, 2), 4, np.uint8)
+  assert (tmp_path / 'i.bin').stat().st_size == images.size  # one byte a value
+  index = np.array([8, 2, 5, 0])
+  split = rowfile.Selection(stored, index)
+  expected = images[index]
+  assert (len(split), split.shape, split.dtype) == (4, (4, 2, 3, 2), np.uint8)
+  for key in (np.array([3, 0, 0]), slice(1, 3), 2, (1, 0, slice(1, None)), (slice(None), 1)):
+    got = split[key]
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected[key])
+  np.testing.assert_array_equal(np.asarray(split), expected)
+  np.testing.assert_array_equal(stored[7, 1], images[7, 1])
+  with pytest.raises(ValueError, match='row_shape'):
+    rowfile.RowFile(tmp_path / 'i.bin', width=12, dtype=np.uint8, num_rows=9, row_shape=(5,))

@@ -6,16 +6,24 @@ beta, gamma, delta. Prepared offline with ``prepare(config, data_dir, file_forma
 
 import tensorflow_datasets as tfds
 
-from jaxssl.data.builders import offline
-
 NAME = 'jaxssl_test_text'
+
+
+def is_registered(name: str) -> bool:
+  """True if TFDS already registered builder ``name`` (a test module imported twice)."""
+  try:
+    tfds.builder_cls(name)
+  except tfds.core.registered.DatasetNotFoundError:
+    return False
+  return True
+
 TEXTS = {
     'paragraphs': [f'Paragraph {i} of a small named dataset.' for i in range(20)],
     'greek': ['alpha', 'beta', 'gamma', 'delta'],
 }
 
 
-class JaxsslTestText(tfds.core.GeneratorBasedBuilder, skip_registration=offline.is_registered(NAME)):
+class JaxsslTestText(tfds.core.GeneratorBasedBuilder, skip_registration=is_registered(NAME)):
   """Fixed texts in stored order (see module docstring)."""
 
   name = NAME

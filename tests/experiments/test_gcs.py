@@ -8,16 +8,19 @@ silent emulator is one error line naming the workdir.
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from experiments import autoencoder, mlm_pretrain
 from jaxssl import fileio
 from jaxssl.data import text
 from tests import gcs_emulator as emulator_lib
+from tests.data import image_builder
 from jaxssl.train import workdir as workdir_lib
 from tests.experiments.helpers import command_flags, evals, fail_after, smoke
 
@@ -50,18 +53,39 @@ def _start(workdir, cache_dir, cwd, emulator_url=None, **overrides):
       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def test_a_run_in_a_bucket_resumes_after_a_crash_to_the_local_results(
-    gcs, smoke_run, cache_dir, tmp_path, monkeypatch):
-  _, reference = smoke_run(autoencoder)  # a local workdir
-  monkeypatch.chdir(tmp_path)  # a URI taken for a local path would be written here
-  config = smoke(autoencoder, cache_dir)
-  fail_after(3, autoencoder, config, gcs)  # crashes after step 3 and its checkpoint
-  resumed = autoencoder.train_and_evaluate(config, gcs)
+def _digits_idx() -> dict[str, bytes]:
+  """scikit-learn's digits as an IDX pair (plain, uint8 [N, 8, 8] and labels [N])."""
+  images, labels = image_builder.digits()
+  def idx(array):
+    return struct.pack('>BBBB', 0, 0, 0x08, array.ndim) + struct.pack(
+        f'>{array.ndim}I', *array.shape) + array.astype(np.uint8).tobytes()
+  return {'train-images-idx3-ubyte': idx(images[..., 0]), 'train-labels-idx1-ubyte': idx(labels)}
+
+
+def test_images_cache_and_workdir_in_a_bucket_resume_after_a_crash_to_the_local_results(
+    gcs, tmp_path, monkeypatch):
+  # An image experiment with every path in the bucket: its IDX files, the decoded images and
+  # the workdir; crashed after its step-3 checkpoint and resumed, it ends with the results of
+  # an uninterrupted run on local copies of the same files.
+  (tmp_path / 'local').mkdir()
+  for name, data in _digits_idx().items():
+    (tmp_path / 'local' / name).write_bytes(data)
+    fileio.write_atomic(f'{gcs}/idx/{name}', data)
+  local = smoke(autoencoder, str(tmp_path / 'cache'),
+                **{'data.files': str(tmp_path / 'local' / '*-ubyte')})
+  reference = autoencoder.train_and_evaluate(local, str(tmp_path / 'ref'))
+  monkeypatch.chdir(tmp_path / 'local')  # a URI taken for a local path would be written here
+  config = smoke(autoencoder, f'{gcs}/cache', **{'data.files': f'{gcs}/idx/*-ubyte'})
+  workdir = f'{gcs}/run'
+  fail_after(3, autoencoder, config, workdir)  # crashes after step 3 and its checkpoint
+  resumed = autoencoder.train_and_evaluate(config, workdir)
   assert resumed['restored_from_step'] == 3
   assert evals(resumed) == evals(reference)
-  assert evals(workdir_lib.finished_summary(gcs, autoencoder.EXPERIMENT, config)) == evals(
+  assert resumed['data/sha256'] == reference['data/sha256']
+  assert evals(workdir_lib.finished_summary(workdir, autoencoder.EXPERIMENT, config)) == evals(
       reference)
-  assert not os.listdir(tmp_path)
+  assert fileio.path(f'{gcs}/cache/images').is_dir()
+  assert sorted(os.listdir(tmp_path / 'local')) == sorted(_digits_idx())
 
 
 def test_the_masked_lm_with_corpus_cache_and_workdir_in_a_bucket_matches_a_local_run(

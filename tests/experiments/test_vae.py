@@ -68,7 +68,7 @@ def test_bounds_baseline_and_image_files(smoke_run, cache_dir):
   assert s['num_train_steps'] == 6 and s['data/num_test'] == 360
   data = images.load_images(smoke(vae, cache_dir).data)
   np.testing.assert_allclose(s['eval/elbo_baseline'],
-                             _bernoulli_baseline(data.train['image'], data.test['image']),
+                             _bernoulli_baseline(np.asarray(data.train['image']), data.test['image']),
                              rtol=1e-5)
   # 8x8 tiles with 1-pixel gaps, 4x enlarged: (4 (columns 9 + 1), 4 (rows 9 + 1)).
   assert _png_size(workdir, 'reconstructions') == (4 * (8 * 9 + 1), 4 * (2 * 9 + 1))
@@ -83,7 +83,7 @@ def test_logistic_likelihood_runs_and_its_baseline_matches_numpy(cache_dir, tmp_
   _check_bounds(s)
   data = images.load_images(smoke(vae, cache_dir).data)
   np.testing.assert_allclose(s['eval/elbo_baseline'],
-                             _logistic_baseline(data.train['image'], data.test['image']),
+                             _logistic_baseline(np.asarray(data.train['image']), data.test['image']),
                              rtol=1e-5)
   # 256 levels cost far more nats than 2: both bounds sit well below the Bernoulli ones.
   assert s['eval/elbo'] < -100

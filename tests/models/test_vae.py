@@ -108,3 +108,20 @@ def test_split_merge_and_finite_gradients_even_for_extreme_log_var():
 def test_bad_likelihood_raises():
   with pytest.raises(ValueError, match='likelihood'):
     vae.VAE((8, 8, 1), 4, (4,), likelihood='gaussian', rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize('likelihood', ['bernoulli', 'logistic'])
+def test_baseline_fit_in_chunks_equals_the_whole_array_formula(likelihood, monkeypatch):
+  # Training images may be rows on disk: the fit reads them in chunks (7 here, with a
+  # partial last chunk) and must equal the moments of the whole array, worked out directly.
+  images = np.random.default_rng(3).integers(0, 256, size=(30, 3, 2, 2)).astype(np.uint8)
+  monkeypatch.setattr(vae, '_FIT_CHUNK', 7)
+  got = vae.fit_baseline(images, likelihood)
+  if likelihood == 'bernoulli':
+    p = ((images >= 128).sum(axis=0) + 1.0) / 32.0
+    np.testing.assert_allclose(got['logits'], np.log(p / (1 - p)), rtol=1e-6)
+  else:
+    x = images / 255.0
+    np.testing.assert_allclose(got['mean'], x.mean(axis=0), rtol=1e-6)
+    scale = np.maximum(x.std(axis=0) * np.sqrt(3) / np.pi, np.exp(-8))
+    np.testing.assert_allclose(got['log_scale'], np.log(scale), rtol=1e-6, atol=1e-6)
