@@ -36,6 +36,7 @@ from jaxssl.data import augment, images, pipeline
 from jaxssl.eval import driver
 from jaxssl.eval import features as features_lib
 from jaxssl.losses import reconstruction
+from jaxssl.losses import vae as vae_losses
 from jaxssl.models import conv_ae
 from jaxssl.parallel import sharding
 from jaxssl.train import cli, loop, optim, rngs, run_config, writers
@@ -60,6 +61,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.method.noise_std = 0.0  # Gaussian corruption of the input (denoising AE); 0 = plain AE.
   c.method.mask_prob = 0.0  # Masking corruption: probability a pixel is zeroed.
   c.method.anomaly_class = -1  # Leave this class out of training and score it; -1 = off.
+  # What training minimises per image: 'cross_entropy' (pixels in [0, 1] as Bernoulli
+  # targets of the logits) or 'squared_error' of sigmoid(logits). Squared error through a
+  # sigmoid stops learning on mostly-black images (MNIST): once the logits are very negative,
+  # its gradient carries sigmoid'(logit) ~ 0; cross-entropy's is sigmoid(logit) - x.
+  c.method.loss = 'cross_entropy'
 
   c.optim = optim.adamw_config(learning_rate=2e-3, warmup_steps=100)
 
@@ -90,6 +96,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   config_checks.one_of(config, 'model.activation', ('gelu', 'relu'))
   config_checks.non_negative(config, 'method.noise_std')
   config_checks.in_unit_interval(config, 'method.mask_prob')
+  config_checks.one_of(config, 'method.loss', ('cross_entropy', 'squared_error'))
   if config.method.anomaly_class < -1:
     raise ValueError(f'method.anomaly_class={config.method.anomaly_class} must be a class '
                      'index >= 0, or -1 for off')
@@ -141,8 +148,9 @@ def train_step(state, batch, rng, *, config):
     batch: {'image': uint8 [B, H, W, C], 'label': int32 [B]} global (sharded) images.
 
   Returns:
-    (state, metrics): f32 scalars ``loss`` (squared error summed over an image's pixels,
-    mean over the global batch), ``mse`` (per pixel), ``grad_norm``.
+    (state, metrics): f32 scalars ``loss`` (``method.loss`` summed over an image's pixels,
+    mean over the global batch: Bernoulli cross-entropy in nats, or squared error), ``mse``
+    (of sigmoid(logits), per pixel), ``grad_norm``.
   """
   x = _as_float(batch['image'])
   noisy = augment.corrupt(jax.random.fold_in(rng, state.step), x,
@@ -150,14 +158,19 @@ def train_step(state, batch, rng, *, config):
 
   def sums_fn(params, mb, _):
     logits, _ = state_lib.merge_model(state.graphdef, params)(mb['noisy'])
-    errors = reconstruction.squared_error(jax.nn.sigmoid(logits), mb['clean'])  # [b]
-    return jnp.sum(errors), {'count': jnp.asarray(errors.shape[0], jnp.float32)}
+    squared = reconstruction.squared_error(jax.nn.sigmoid(logits), mb['clean'])  # [b]
+    if config.method.loss == 'cross_entropy':
+      per_image = -vae_losses.bernoulli_log_likelihood(logits, mb['clean'])  # [b]
+    else:
+      per_image = squared
+    return jnp.sum(per_image), {'count': jnp.asarray(squared.shape[0], jnp.float32),
+                                'squared': jnp.sum(squared)}
 
   grads, sums = train_step_lib.accumulate_gradients(
       sums_fn, state.params, {'noisy': noisy, 'clean': x}, rng, config.optim.grad_accum_steps)
   grads = train_step_lib.divide(grads, sums['count'])  # mean over the global batch
   loss = sums['loss'] / sums['count']
-  metrics = dict(loss=loss, mse=loss / math.prod(x.shape[1:]),
+  metrics = dict(loss=loss, mse=sums['squared'] / sums['count'] / math.prod(x.shape[1:]),
                  grad_norm=optax.global_norm(grads))
   return state.apply_gradients(grads), metrics
 

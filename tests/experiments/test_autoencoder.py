@@ -7,7 +7,7 @@ import PIL.Image
 import pytest
 
 from experiments import autoencoder
-from tests.experiments.helpers import evals, smoke
+from tests.experiments.helpers import build_step, evals, smoke
 
 
 def test_metrics_and_image_files(smoke_run):
@@ -86,3 +86,36 @@ def test_unknown_anomaly_class_and_too_little_data_are_named(cache_dir, tmp_path
     autoencoder.train_and_evaluate(
         smoke(autoencoder, cache_dir, **{'global_batch_size': 2048,
                                          'eval.global_batch_size': 2048}), str(tmp_path / 'b'))
+
+
+@pytest.mark.parametrize('loss', ['cross_entropy', 'squared_error'])
+def test_training_loss_is_the_configured_one_and_cross_entropy_keeps_learning(
+    loss, cache_dir, tmp_path):
+  # The loss of one step, recomputed in NumPy from the model's logits on the same batch;
+  # then the reason for cross-entropy: on logits pushed far negative (an all-black output,
+  # where MNIST's autoencoder got stuck with squared error), squared error's gradient with
+  # respect to the logits vanishes (sigmoid' ~ 1e-9) and cross-entropy's stays sigmoid - x.
+  import jax  # pylint: disable=import-outside-toplevel
+  from jaxssl.train import state as state_lib  # pylint: disable=import-outside-toplevel
+  config = smoke(autoencoder, cache_dir, **{'method.loss': loss})
+  step, state, data = build_step(autoencoder, config, str(tmp_path))
+  batch = {k: v[:16] for k, v in data['test'].items()}
+  logits, _ = state_lib.merge_model(state.graphdef, state.params)(
+      batch['image'].astype(np.float32) / 255)
+  z, x = np.asarray(logits, np.float64), batch['image'] / 255.0
+  p = 1 / (1 + np.exp(-z))
+  expected = {'cross_entropy': -(x * np.log(p) + (1 - x) * np.log(1 - p)),
+              'squared_error': (p - x) ** 2}[loss].sum(axis=(1, 2, 3)).mean()
+  _, metrics = step(state, batch, jax.random.key(0))
+  np.testing.assert_allclose(metrics['loss'], expected, rtol=1e-5)
+  np.testing.assert_allclose(metrics['mse'], ((p - x) ** 2).mean(), rtol=1e-5)
+
+  black = np.full((1, 2, 2, 1), -20.0)
+  target = np.array([0.0, 1.0, 0.5, 0.0]).reshape(1, 2, 2, 1)
+  def per_image(v):
+    logits_ = jax.numpy.asarray(v)
+    if loss == 'cross_entropy':
+      return -autoencoder.vae_losses.bernoulli_log_likelihood(logits_, target)[0]
+    return autoencoder.reconstruction.squared_error(jax.nn.sigmoid(logits_), target)[0]
+  grad = np.abs(np.asarray(jax.grad(per_image)(black))).max()
+  assert (grad > 0.9) if loss == 'cross_entropy' else (grad < 1e-7)
