@@ -4,7 +4,7 @@ same global batch, checkpoints that a single process restores, and a missing pee
 the other process fail within a bound instead of hanging.
 
 Slow tier (``pytest -m slow``): real ``python -m experiments.mlm_pretrain --multiprocess``
-processes with one CPU device each. Every wait is bounded: when one process fails or time
+(and ``experiments.autoencoder``) processes with one CPU device each. Every wait is bounded: when one process fails or time
 runs out, all of them are killed and the test fails with each one's log tail.
 """
 
@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pytest
 
-from experiments import mlm_pretrain
+from experiments import autoencoder, mlm_pretrain
 from jaxssl.data import packing, token_cache
 from tests.experiments.helpers import command_flags
 
@@ -77,13 +77,17 @@ def spawn(tmp_path):
   when the test ends are killed."""
   procs = []
 
-  def start(name, workdir, cache_dir, env, *extra, steps=STEPS, every=EVERY):
+  def start(name, workdir, cache_dir, env, *extra, steps=STEPS, every=EVERY, module=None):
     log = str(tmp_path / f'{name}.log')
+    if module is None:
+      command = ['experiments.mlm_pretrain', *_flags(workdir, cache_dir, steps, every)]
+    else:  # another experiment's smoke config
+      config = module.smoke_config()
+      config.data.cache_dir = cache_dir
+      command = [module.__name__, f'--workdir={workdir}', *command_flags(module, config)]
     with open(log, 'wb') as out:
-      proc = subprocess.Popen(
-          [sys.executable, '-m', 'experiments.mlm_pretrain',
-           *_flags(workdir, cache_dir, steps, every), *extra], cwd=ROOT, env=env, stdout=out,
-          stderr=subprocess.STDOUT)
+      proc = subprocess.Popen([sys.executable, '-m', *command, *extra], cwd=ROOT, env=env,
+                              stdout=out, stderr=subprocess.STDOUT)
     proc.name, proc.log = name, log
     procs.append(proc)
     return proc
@@ -189,6 +193,25 @@ def test_two_processes_match_one_and_a_single_process_restores(tmp_path, spawn):
   assert middle_summary['restored_from_step'] == EVERY
   assert middle_summary['step'] == STEPS
   assert middle_evals == ref_evals  # same device count as the reference: exact
+
+
+def test_two_processes_train_an_image_experiment_as_one(tmp_path, spawn):
+  # The image path: process 0 decodes the images into an empty cache while process 1 waits
+  # at the barrier, then each reads its half of every batch from the row files; the result
+  # equals one process on two devices (its own cache), exactly.
+  ref, two = str(tmp_path / 'ref'), str(tmp_path / 'two')
+  port = _free_port()
+  _wait([spawn('reference', ref, str(tmp_path / 'cache_ref'), _env(local_devices=2),
+               module=autoencoder),
+         *(spawn(f'process{i}', two, str(tmp_path / 'cache_two'),
+                 _pair_env(port, i, JAX_INITIALIZATION_TIMEOUT=INIT_TIMEOUT_S),
+                 '--multiprocess', module=autoencoder) for i in (0, 1))], RUN_TIMEOUT_S)
+  assert _last_run_record(two)['process_count'] == 2
+  ref_evals, ref_summary = _summary(ref)
+  two_evals, two_summary = _summary(two)
+  assert ref_evals and two_evals == ref_evals
+  assert two_summary['data/sha256'] == ref_summary['data/sha256']
+  assert len(os.listdir(tmp_path / 'cache_two' / 'images')) == 1
 
 
 def test_a_missing_peer_fails_within_the_initialization_timeout(tmp_path, spawn):
