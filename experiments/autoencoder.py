@@ -9,9 +9,10 @@ the encoder sees a corrupted image and the decoder must return the clean one.
   python -m experiments.autoencoder --workdir=/tmp/dae --config.method.noise_std=0.3
   python -m experiments.autoencoder --workdir=/tmp/ae7 --config.method.anomaly_class=7
 
-Default data: scikit-learn's bundled 8x8 digits (1,797 images) through the local TFDS
-pipeline; ``--config.data.name=mnist --config.data.data_dir=...`` or
-``--config.data.files='/path/*-ubyte.gz'`` read MNIST-style data. Metrics (test split):
+Default data: scikit-learn's bundled 8x8 digits (1,797 images) through the image cache
+(``jaxssl.data.image_cache``, as every image source); ``--config.data.name=mnist
+--config.data.data_dir=...`` or ``--config.data.files='/path/*-ubyte.gz'`` read MNIST-style
+data. Metrics (test split):
 ``eval/mse``, ``eval/psnr`` (dB, mean over images) against ``eval/psnr_mean_image`` (always
 predicting the training mean image), for denoising ``eval/psnr_noisy`` (the corrupted
 input's PSNR), ``eval/compression_ratio``, and with ``method.anomaly_class=c`` (class c left

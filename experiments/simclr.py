@@ -16,7 +16,7 @@ negatives of every anchor come from the whole global batch on any number of devi
 BatchNorm normalises over it (synchronised BatchNorm). Views are drawn per image from (seed,
 step, position in the global batch), so they do not depend on the device count either.
 
-Default data: scikit-learn's bundled 8x8 digits through the local TFDS pipeline (``data.*``
+Default data: scikit-learn's bundled 8x8 digits through the image cache (``data.*``
 as in experiments/autoencoder.py). Evaluation (``jaxssl.eval.representation``, the protocol
 every image representation learner here is measured with), on the frozen encoder's
 features: ``eval/linear_probe_accuracy`` (logistic regression, train split -> test split),
