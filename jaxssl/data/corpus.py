@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 
@@ -256,7 +255,7 @@ def scan(source: TextSource, data: ml_collections.ConfigDict) -> Plan:
     split[(split == EVAL) & in_train] = DROPPED
   else:
     kept = np.flatnonzero(split == TRAIN)
-    held_out = kept[np.argsort(keys[kept], kind='stable')[:math.ceil(fraction * kept.size)]]
+    held_out = kept[sources.smallest_fraction(keys[kept], fraction)]
     split[held_out] = EVAL
   plan = Plan(split, keys, np.asarray(chars, np.int64),
               source.described_sha256 or digest.hexdigest())

@@ -18,11 +18,10 @@ import hashlib
 import io
 import json
 import logging
-import math
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import ml_collections
 import numpy as np
@@ -37,9 +36,9 @@ _CHUNK = 4096  # examples per read and write
 _WORKER_MIN_EXAMPLES = 20_000  # TFDS splits this large are decoded by a process pool
 _MAX_WORKERS = 8
 
-# A split as a source gives it: (number of examples, image shape or None, chunk iterator of
-# (uint8 [k, H, W(, C)] images, int [k] labels)).
-_Split = tuple[int, tuple[int, ...] | None, Iterator[tuple[np.ndarray, np.ndarray]]]
+# A split as a source gives it: (number of examples, chunk iterator of (uint8 [k, H, W(, C)]
+# images, int [k] labels)); the image shape is read off the first chunk.
+_Split = tuple[int, Iterator[tuple[np.ndarray, np.ndarray]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +59,7 @@ class ImageSource:
   source: str
   fingerprint: dict
   splits: tuple[str, ...]
-  read: object
+  read: Callable[[str], _Split]
   tfds_sha256: str | None = None
   builder: object = None
 
@@ -72,7 +71,7 @@ def _digits() -> ImageSource:
     from sklearn import datasets  # Imported here: it takes a second and few callers need it.
     digits = datasets.load_digits()
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    return len(images), images.shape[1:], iter([(images, digits.target)])
+    return len(images), iter([(images, digits.target)])
   return ImageSource(DIGITS, {'embedded': DIGITS}, (idx.TRAIN,), read)
 
 
@@ -95,7 +94,7 @@ def _idx_files(files: str) -> ImageSource:
         for images in idx.iter_chunks(pair.images, _CHUNK):
           yield images, labels[start:start + len(images)]
           start += len(images)
-    return sum(p.num_examples for p in chosen), chosen[0].image_shape, chunks()
+    return sum(p.num_examples for p in chosen), chunks()
 
   splits = tuple(s for s in (idx.TRAIN, idx.TEST) if any(p.split == s for p in pairs))
   return ImageSource(sources.files_source(files), {'files': sorted(stats.values())}, splits,
@@ -138,10 +137,8 @@ def _tfds(data: ml_collections.ConfigDict) -> ImageSource:
   def read(split):
     tfds_split = split_names[split]
     n = builder.info.splits[tfds_split].num_examples
-    shape = getattr(features['image'], 'shape', None)
-    shape = tuple(shape) if shape and None not in shape else None
     if sources.uses_array_record(builder) and n >= _WORKER_MIN_EXAMPLES:
-      return n, shape, _pooled(name, data_dir, tfds_split, n)
+      return n, _pooled(name, data_dir, tfds_split, n)
     def chunks():
       batch = []
       for example in sources.iter_examples(builder, tfds_split):
@@ -151,7 +148,7 @@ def _tfds(data: ml_collections.ConfigDict) -> ImageSource:
           batch = []
       if batch:
         yield _stack(batch, source, tfds_split)
-    return n, shape, chunks()
+    return n, chunks()
 
   sha256 = sources.tfds_sha256(builder, read=[train_split, test_split],
                                max_examples=data.get('max_examples'))
@@ -243,7 +240,7 @@ def _write_split(entry: epath.Path, source: ImageSource, split: str, data, conte
   With ``max_examples`` only the first examples are written, but the content hash (local
   sources) still covers the whole split, as the hash of the source always has.
   """
-  n, _, chunks = source.read(split)
+  n, chunks = source.read(split)
   limit = data.get('max_examples')
   where = f'{source.source} split {split!r}'
   progress = corpus.Progress(f'decoding {where}', n, 'k examples', 1e3)
@@ -301,9 +298,8 @@ def _held_out(keys: list[bytes], fraction: float) -> np.ndarray:
   """bool [n]: the ``ceil(fraction * n)`` examples with the smallest keys
   ``sha256(f'{split_seed}\\0' + image bytes)`` held out (exact duplicates in index order): a
   split fixed by the seed and the images alone, whatever their order or the training seed."""
-  order = np.argsort(np.array(keys, dtype='S32'), kind='stable')
   mask = np.zeros(len(keys), bool)
-  mask[order[:math.ceil(fraction * len(keys))]] = True
+  mask[sources.smallest_fraction(np.array(keys, dtype='S32'), fraction)] = True
   return mask
 
 
@@ -360,7 +356,7 @@ class PreparedImages:
   held_out: np.ndarray | None
 
 
-def _open(entry: epath.Path) -> PreparedImages:
+def _read_entry(entry: epath.Path) -> PreparedImages:
   meta = json.loads((entry / 'meta.json').read_text())
   shape = tuple(meta['image_shape'])
   splits = {}
@@ -397,4 +393,4 @@ def prepare(data: ml_collections.ConfigDict, *, cache_dir: epath.PathLike) -> Pr
     logging.info('preparing %s in %s (once per image set and settings)', source.source, entry)
     _build(entry, source, data)
     logging.info('prepared %s in %.1f s', source.source, time.monotonic() - start)
-  return _open(entry)
+  return _read_entry(entry)

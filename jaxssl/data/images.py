@@ -88,14 +88,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   config_checks.positive(config, 'data.max_eval_examples')
 
 
-def _sample(num: int, cap: int, seed: int, stream: int) -> np.ndarray:
-  """int64 [min(num, cap)]: every index in order, or ``cap`` of them chosen by
-  ``default_rng([seed, stream])``, sorted (the same on every process and device count)."""
-  if num <= cap:
-    return np.arange(num)
-  return np.sort(np.random.default_rng([seed, stream]).choice(num, cap, replace=False))
-
-
 def _prepared(data: ml_collections.ConfigDict) -> image_cache.PreparedImages:
   """The cache entry of ``data``; process 0 builds it first in a run of several processes."""
   cache = sources.cache_dir(data)
@@ -144,7 +136,8 @@ def load_images(data: ml_collections.ConfigDict) -> ImageData:
   if not num_train or not num_test:
     raise ValueError(f'{meta["source"]}: too few examples: {num_train} train and {num_test} '
                      'test; each split needs at least 1 (change data.test_fraction or add data).')
-  chosen = _sample(num_test, data.get('max_eval_examples', 50_000), data.get('split_seed', 0), 1)
+  chosen = sources.eval_sample(num_test, data.get('max_eval_examples', 50_000),
+                               data.get('split_seed', 0), 1)
   test = {'image': np.asarray(test['image'][chosen]), 'label': test['label'][chosen]}
   info = {
       'data/source': meta['source'],
@@ -163,7 +156,7 @@ def load_images(data: ml_collections.ConfigDict) -> ImageData:
 def eval_train_sample(train: dict, data: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
   """In memory, the training examples evaluators fit on (probe, kNN, FD classifier): all of
   them in order, or a fixed sample of ``data.max_eval_examples`` (``data.split_seed``)."""
-  chosen = _sample(len(train['label']), data.get('max_eval_examples', 50_000),
+  chosen = sources.eval_sample(len(train['label']), data.get('max_eval_examples', 50_000),
                    data.get('split_seed', 0), 2)
   return {'image': np.asarray(train['image'][chosen]), 'label': train['label'][chosen]}
 

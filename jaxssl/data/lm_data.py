@@ -91,7 +91,7 @@ def eval_rows(rows: dict, *, max_rows: int, seed: int) -> tuple[dict, float]:
   num_rows = len(rows['tokens'])
   if num_rows <= max_rows:
     return {key: value.read_all() for key, value in rows.items()}, 1.0
-  chosen = np.sort(np.random.default_rng([seed, 1]).choice(num_rows, max_rows, replace=False))
+  chosen = sources.eval_sample(num_rows, max_rows, seed, 1)
   return {key: value[chosen] for key, value in rows.items()}, max_rows / num_rows
 
 

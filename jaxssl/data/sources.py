@@ -8,10 +8,12 @@ retries for minutes).
 import glob
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterator, Sequence
 
 import ml_collections
+import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
@@ -71,6 +73,24 @@ def glob_files(files: str) -> list[str]:
       raise FileNotFoundError(f'data.files: no file matches {pattern!r}.')
     paths.update(matches)
   return sorted(paths)
+
+
+def smallest_fraction(keys: np.ndarray, fraction: float) -> np.ndarray:
+  """int64 [ceil(fraction * n)]: positions of the smallest of n ``keys`` (ties in index order).
+
+  The held-out rule of text and images: with keys sha256(split seed, content), the held-out
+  examples depend on the seed and the content alone, not on order or training seed.
+  """
+  return np.argsort(keys, kind='stable')[:math.ceil(fraction * len(keys))]
+
+
+def eval_sample(num: int, cap: int, seed: int, stream: int) -> np.ndarray:
+  """int64 [min(num, cap)]: every index 0..num-1, or ``cap`` distinct ones drawn by
+  ``np.random.default_rng([seed, stream])``, sorted: the same at every evaluation and on
+  every device and process count."""
+  if num <= cap:
+    return np.arange(num)
+  return np.sort(np.random.default_rng([seed, stream]).choice(num, cap, replace=False))
 
 
 # Named TFDS datasets, read from disk only.
