@@ -10,6 +10,7 @@ emulator; the README's "Data and workdirs in a bucket" says how to run on a buck
 
 from __future__ import annotations
 
+import gzip
 import os
 import socket
 import urllib.parse
@@ -136,6 +137,35 @@ def write_atomic(p: str | os.PathLike, data: str | bytes) -> None:
     if tmp.exists():
       tmp.unlink()
     raise
+
+
+GZIP_MAGIC = b'\x1f\x8b'
+
+
+def open_read(p: str | os.PathLike):
+  """``p`` (local or a URI) open for reading bytes, through gzip when it starts with the gzip
+  magic ``1f 8b`` (the content decides, not the name). Close it when done (a ``with``)."""
+  f = path(p).open('rb')
+  if f.read(2) == GZIP_MAGIC:
+    f.seek(0)
+    # closing the GzipFile leaves fileobj open, so the outer file closes with it
+    return _GzipOwningFile(f)
+  f.seek(0)
+  return f
+
+
+class _GzipOwningFile(gzip.GzipFile):
+  """A GzipFile that also closes the file it reads."""
+
+  def __init__(self, f):
+    super().__init__(fileobj=f, mode='rb')
+    self._owned = f
+
+  def close(self):
+    try:
+      super().close()
+    finally:
+      self._owned.close()
 
 
 def read_text(p: str | os.PathLike) -> str:

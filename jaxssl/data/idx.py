@@ -16,7 +16,6 @@ import numpy as np
 from jaxssl import fileio
 from jaxssl.data import sources
 
-GZIP_MAGIC = b'\x1f\x8b'
 
 # IDX dtype codes; multi-byte types are big-endian.
 DTYPES = {
@@ -57,12 +56,7 @@ class IdxPair:
 def _open(path: str | os.PathLike):
   """Opens `path` (local or a URI) for reading bytes, through gzip if it starts with the gzip
   magic."""
-  f = fileio.path(path).open('rb')
-  if f.read(2) == GZIP_MAGIC:
-    f.seek(0)
-    return gzip.GzipFile(fileobj=f, mode='rb')
-  f.seek(0)
-  return f
+  return fileio.open_read(path)
 
 
 def _read_bytes(path: str | os.PathLike, *, header_only: bool = False) -> bytes:
