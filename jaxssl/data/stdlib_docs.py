@@ -9,16 +9,22 @@ default (``pydoc``: the language reference topics, a different text). It is a ja
 a published benchmark: compare methods on it, report published figures on TFDS datasets or
 your own files. A docstring found under two chapters is dropped; one found twice in a chapter
 is kept once. The content, and so ``data/sha256``, changes with the Python version.
+
+The docstrings are read in a fresh interpreter that sees only the standard library (``python
+-I -S`` running this file): imported packages change some (TensorFlow, for one, replaces a
+docstring under ``collections.abc``), which would make the task depend on what ran before.
+This module imports nothing outside the standard library at its top for that reason.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import json
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
-
-from jaxssl.data import labelled_text
 
 NAME = 'stdlib_docs'
 MIN_CHARS = 40  # shorter docstrings ("Return self==value.") say nothing about a chapter
@@ -116,11 +122,9 @@ def module_docs(module_name: str) -> Iterator[str]:
       yield inspect.cleandoc(doc)
 
 
-def examples() -> Iterator[labelled_text.Example]:
-  """The task's examples in a fixed order (chapters, modules and names as listed and sorted).
-
-  ``file`` is ``'stdlib:<module>'`` and ``line`` the docstring's index within the module.
-  """
+def collect() -> list[tuple[str, str, str, int]]:
+  """(docstring, chapter, module, index in module) of every example, in the fixed order of
+  ``examples``, as this interpreter sees them."""
   chapters_of: dict[str, set[str]] = {}
   found: list[tuple[str, str, str, int]] = []
   for chapter, modules in CHAPTERS.items():
@@ -131,6 +135,27 @@ def examples() -> Iterator[labelled_text.Example]:
         if doc not in chapters_of:
           found.append((doc, chapter, module_name, i))
         chapters_of.setdefault(doc, set()).add(chapter)
-  for doc, chapter, module_name, i in found:
-    if len(chapters_of[doc]) == 1:
-      yield labelled_text.Example(doc, chapter, f'stdlib:{module_name}', i)
+  return [f for f in found if len(chapters_of[f[0]]) == 1]
+
+
+def examples() -> Iterator:
+  """The task's ``labelled_text.Example``s in a fixed order (chapters, modules and names as
+  listed and sorted), read by a fresh standard-library-only interpreter (module doc).
+
+  ``file`` is ``'stdlib:<module>'`` and ``line`` the docstring's index within the module.
+
+  Raises:
+    RuntimeError: that interpreter failed (its error output is included).
+  """
+  from jaxssl.data import labelled_text  # pylint: disable=import-outside-toplevel
+  proc = subprocess.run([sys.executable, '-I', '-S', __file__], capture_output=True,
+                        check=False)
+  if proc.returncode:
+    raise RuntimeError(f'reading the standard library docstrings failed:\n'
+                       f'{proc.stderr.decode("utf-8", "replace")[-2000:]}')
+  for doc, chapter, module_name, i in json.loads(proc.stdout.decode('utf-8')):
+    yield labelled_text.Example(doc, chapter, f'stdlib:{module_name}', i)
+
+
+if __name__ == '__main__':
+  sys.stdout.buffer.write(json.dumps(collect()).encode('utf-8'))

@@ -20,9 +20,12 @@ import orbax.checkpoint as ocp
 from jaxssl import fileio
 
 
-def make_manager(workdir: str, *, max_to_keep: int = 3,
-                 enable_async: bool = True) -> ocp.CheckpointManager:
+def make_manager(workdir: str, *, max_to_keep: int = 3, enable_async: bool = True,
+                 read_only: bool = False) -> ocp.CheckpointManager:
   """A CheckpointManager over ``WORKDIR/checkpoints`` with items 'state' and 'meta'.
+
+  ``read_only``: for another run's workdir (a pretrained model): nothing there is created,
+  cleaned up or deleted, even while that run is still writing.
 
   ``workdir`` may be a bucket (``gs://...``): Orbax then marks a finished step with a
   ``commit_success.txt`` instead of renaming its temporary folder (no atomic rename there).
@@ -33,7 +36,7 @@ def make_manager(workdir: str, *, max_to_keep: int = 3,
   # its writer threads waited out a 300 s timeout before the process could exit.
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, enable_async_checkpointing=enable_async,
-      cleanup_tmp_directories=True,
+      cleanup_tmp_directories=not read_only, read_only=read_only, create=not read_only,
       async_options=ocp.AsyncOptions(create_directories_asynchronously=False))
   manager = ocp.CheckpointManager(fileio.path(workdir) / 'checkpoints', options=options,
                                   item_names=('state', 'meta'))

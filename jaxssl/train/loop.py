@@ -43,7 +43,8 @@ def start(config, workdir: str, experiment: str,
 def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
           evaluate: Callable[[Any, int], dict], *, rng: jax.Array, info: dict,
           num_train_steps: int | None = None, tokens_per_step: int = 0,
-          extra_meta: dict | None = None) -> dict:
+          extra_meta: dict | None = None, select: str | None = None,
+          test: Callable[[Any], dict] | None = None) -> dict:
   """Restores the workdir's newest checkpoint, trains to ``num_train_steps``, evaluates and
   writes ``summary.json``.
 
@@ -63,6 +64,13 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
     tokens_per_step: B * L for ``train/tokens_per_sec`` (``train/examples_per_sec`` counts
       ``config.global_batch_size``).
     extra_meta: more JSON entries saved with every checkpoint.
+    select: an ``evaluate`` metric to maximise (validation accuracy, say): after each
+      evaluation that beats every earlier one, a copy of ``state.params`` goes to
+      ``state.extra['best']`` (``best_state``), so checkpoints carry it and a resumed run
+      selects exactly as an uninterrupted one; ties keep the earlier step.
+    test: ``params -> {name: float}``, run once after training on the selected parameters
+      (the last ones without ``select``), written as ``test/<name>`` at the final step and in
+      the summary, with ``test/selected_step``.
 
   Returns:
     The summary (``writers.write_summary``).
@@ -76,6 +84,8 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
     checkpoint.NoReadableCheckpoint: checkpoints exist but none reads back.
   """
   run.check_data(info)
+  if select is not None and 'best' not in state.extra:
+    raise ValueError("train(select=...) needs state.extra['best'] (loop.best_state)")
   config = run.config
   total = num_train_steps or config.num_train_steps
   max_skipped = config.optim.get('skip_nonfinite_updates', 0)
@@ -126,6 +136,7 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
         if due(config.eval_every_steps, done) and not preempted:
           with report.timed('eval'):
             last_eval = write_evaluation(evaluate(state, done), writer, run, done)
+          state = _keep_best(state, last_eval, select, done)
           evaluated = True
           t_log = time.perf_counter()
         if checkpoint_due:
@@ -146,6 +157,10 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
       logging.info('training finished at step %d', total)
     if not evaluated:  # resumed at the final step: evaluate what was restored
       last_eval = write_evaluation(evaluate(state, first), writer, run, first)
+      state = _keep_best(state, last_eval, select, first)
+    last_test = {}
+    if test is not None:
+      last_test = _run_test(test, state, select, writer, step=max(first, total))
     failed = False
   finally:
     # A SIGTERM waits for the checkpoint saves; an error on its way out keeps its own line.
@@ -154,10 +169,51 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
       manager.close()
     writer.close()
   return writers.write_summary(run.workdir, experiment=run.experiment, config=config,
-                               state=state, last_eval=last_eval,
+                               state=state, last_eval=last_eval, last_test=last_test,
                                info=dict(info, num_train_steps=total),
                                restored_from_step=restored,
                                wall_time_s=time.time() - run.start_time)
+
+
+def best_state(params) -> dict:
+  """The initial ``state.extra['best']`` of a run that selects (``train(select=...)``):
+  ``params`` (a copy of the parameters' structure), ``value`` (f32, -inf) and ``step``
+  (int32, 0: nothing selected yet)."""
+  return {'params': jax.tree.map(jnp.copy, params), 'value': jnp.full((), -jnp.inf),
+          'step': jnp.zeros((), jnp.int32)}
+
+
+def _keep_best(state, metrics: dict, select: str | None, step: int):
+  """``state`` with ``extra['best']`` replaced by its params at ``step`` when
+  ``metrics[select]`` beats the best so far."""
+  if select is None:
+    return state
+  if select not in metrics:
+    raise KeyError(f'select={select!r} is not one of the evaluation metrics {sorted(metrics)}')
+  best = state.extra['best']
+  if not metrics[select] > float(jax.device_get(best['value'])):
+    return state
+  logging.info('step %d: best %s so far (%.6g)', step, select, metrics[select])
+  # Under jit every leaf is a new buffer on the best's shardings: the step donates
+  # state.params, so the kept copy must not alias it (and host scalars enter replicated).
+  keep = jax.jit(lambda params, value, at: {'params': jax.tree.map(jnp.copy, params),
+                                             'value': value, 'step': at},
+                 out_shardings=jax.tree.map(lambda x: x.sharding, best))
+  kept = keep(state.params, np.asarray(metrics[select], best['value'].dtype),
+              np.asarray(step, best['step'].dtype))
+  return state.replace(extra={**state.extra, 'best': kept})
+
+
+def _run_test(test: Callable, state, select: str | None, writer, *, step: int) -> dict:
+  """Runs ``test`` once on the selected (or last) parameters; writes ``test/*``."""
+  params, selected = state.params, step
+  if select is not None and int(jax.device_get(state.extra['best']['step'])) > 0:
+    params = state.extra['best']['params']
+    selected = int(jax.device_get(state.extra['best']['step']))
+  results = dict(test(params), selected_step=float(selected))
+  writer.write_scalars(step, {f'test/{k}': v for k, v in results.items()})
+  writer.flush()
+  return results
 
 
 def write_evaluation(results: dict, writer, run, step: int) -> dict[str, float]:

@@ -75,10 +75,13 @@ def write_json(path: str | os.PathLike, obj: dict | list) -> None:
 
 
 def write_summary(workdir: str, *, experiment: str, config, state, last_eval: dict,
-                  info: dict, restored_from_step: int | None, wall_time_s: float) -> dict:
-  """Writes and returns ``WORKDIR/summary.json``: ``eval/<name>`` metrics, the data facts,
-  step, seed, restored_from_step, wall_time_s (seconds), experiment and the resolved config."""
+                  info: dict, restored_from_step: int | None, wall_time_s: float,
+                  last_test: dict | None = None) -> dict:
+  """Writes and returns ``WORKDIR/summary.json``: ``eval/<name>`` metrics, ``test/<name>``
+  metrics (when the run has a test), the data facts, step, seed, restored_from_step,
+  wall_time_s (seconds), experiment and the resolved config."""
   summary = {f'eval/{k}': v for k, v in last_eval.items()}
+  summary.update({f'test/{k}': v for k, v in (last_test or {}).items()})
   summary.update(info)
   summary.update(step=int(jax.device_get(state.step)), seed=config.seed,
                  restored_from_step=restored_from_step, wall_time_s=wall_time_s,

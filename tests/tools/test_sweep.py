@@ -258,7 +258,7 @@ WIDTHS_HINT = ('--set model.widths: \'8\' is not a tuple of int: write each tupl
     ('autoencoder', [], (0, -1), '--seeds: -1 is not an integer >= 0'),
     ('autoencoder', [], (1, 1), '--seeds: 1 is listed twice'),
     ('autoencodr', [], (0,), "--experiment='autoencodr' is not one of mlm_pretrain, "
-     'clm_pretrain, autoencoder, vae, dcgan, kmeans, simclr, byol'),
+     'clm_pretrain, autoencoder, vae, dcgan, kmeans, simclr, byol, text_classify'),
 ])
 def test_bad_input_is_one_clear_line(experiment, sets, seeds, message):
   with pytest.raises(ValueError) as e:

@@ -1,0 +1,405 @@
+r"""Text classification with a pretrained language model: fine-tune, probe, or train from scratch.
+
+Restores the Transformer (``MaskedLM.encoder`` or ``CausalLM.decoder``) and the tokenizer of an
+``mlm_pretrain`` or ``clm_pretrain`` workdir's newest checkpoint, adds a pooled linear head
+(``models.text_classifier``) and trains on a labelled task (``data.text_tasks``):
+
+  python -m experiments.mlm_pretrain --workdir=/tmp/mlm
+  python -m experiments.text_classify --workdir=/tmp/cls --config.pretrained_workdir=/tmp/mlm
+
+Modes (``--config.mode``): ``finetune`` (everything trains; BERT's recipe, Devlin et al. 2019,
+Sec. 4: AdamW, warmup then linear decay; optional layer-wise learning-rate decay,
+``optim.layer_decay``, as ELECTRA, Clark et al. 2020), ``probe`` (the pretrained backbone
+frozen, only the head trains, at ``optim.probe_learning_rate``) and ``scratch`` (the same
+architecture and tokenizer, random weights). Validation accuracy (``eval/accuracy``) picks the
+step whose weights are tested; the test split is read once, at the end (``test/accuracy``,
+``test/macro_f1``), beside two baselines fitted on the same labelled subset: TF-IDF + logistic
+regression (C chosen on validation) and the majority class. Label-efficiency curves: a sweep
+over ``data.label_fraction``, ``mode`` and ``seed`` (README).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from sklearn import feature_extraction, linear_model, metrics
+
+import experiments
+from jaxssl import config_checks, fileio
+from jaxssl.data import pipeline, text, text_tasks
+from jaxssl.data import tokenizer as tokenizer_lib
+from jaxssl.eval import driver
+from jaxssl.models import text_classifier
+from jaxssl.parallel import sharding
+from jaxssl.train import checkpoint, cli, loop, optim, rngs, run_config
+from jaxssl.train import state as state_lib
+
+EXPERIMENT = 'text_classify'
+PRETRAINED = ('mlm_pretrain', 'clm_pretrain')
+MODES = ('finetune', 'probe', 'scratch')
+_BACKBONE = {'mlm_pretrain': 'encoder', 'clm_pretrain': 'decoder'}  # its name in the LM
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The default run: the stdlib_docs task on a pretrained workdir's model, 300 steps."""
+  c = run_config.base_config(
+      text_tasks.data_config(), global_batch_size=32, num_train_steps=300, log_every_steps=25,
+      eval_every_steps=25, checkpoint_every_steps=100)
+  c.pretrained_workdir = ''  # An mlm_pretrain or clm_pretrain workdir (required).
+  c.mode = 'finetune'  # finetune | probe | scratch.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.pooling = 'auto'  # cls | mean | last; auto: cls for MLM, last for causal LMs.
+  c.model.dropout_rate = 0.1  # Inside the backbone (replaces the pretraining value).
+  c.model.head_dropout = 0.1  # On the pooled vector.
+  c.model.max_len = 0  # Tokens per text, [CLS] and [SEP] included; 0: the LM's seq_len.
+
+  c.optim = optim.adamw_config(learning_rate=1e-4, warmup_steps=30, decay='linear',
+                               weight_decay=0.01)
+  c.optim.layer_decay = 1.0  # Layer l of n gets learning_rate * layer_decay**(n + 1 - l).
+  c.optim.probe_learning_rate = 1e-3  # mode=probe: the head's rate.
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.global_batch_size = 128  # Texts per eval step; the last batch is padded.
+  c.eval.tfidf_c = (0.1, 1.0, 10.0, 100.0)  # The baseline's C grid, chosen on validation.
+  return c
+
+
+def smoke_config() -> ml_collections.ConfigDict:
+  """A few steps with a small batch: seconds, for tests (needs pretrained_workdir)."""
+  c = run_config.smoke(get_config(), global_batch_size=8, eval_batch_size=32)
+  c.eval_every_steps = 3
+  c.model.max_len = 32
+  return c
+
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Raises ValueError naming the first bad field; runs before any data or compilation."""
+  run_config.check_training(config, num_devices)
+  config_checks.one_of(config, 'mode', MODES)
+  config_checks.one_of(config, 'model.pooling', ('auto',) + text_classifier.POOLINGS)
+  if not config.pretrained_workdir:
+    raise ValueError('config.pretrained_workdir is required: an mlm_pretrain or clm_pretrain '
+                     'workdir (mode=scratch uses its tokenizer and architecture).')
+  if config.optim.grad_accum_steps != 1:
+    raise ValueError('optim.grad_accum_steps must be 1 for text_classify')
+  for field in ('model.dropout_rate', 'model.head_dropout'):
+    if not 0 <= config_checks.get(config, field) < 1:
+      raise ValueError(f'{field}={config_checks.get(config, field)} must be in [0, 1)')
+  if not 0 < config.optim.layer_decay <= 1:
+    raise ValueError(f'optim.layer_decay={config.optim.layer_decay} must be in (0, 1]')
+  config_checks.positive_float(config, 'optim.probe_learning_rate')
+  if config.model.max_len < 0 or 0 < config.model.max_len < 3:
+    raise ValueError(f'model.max_len={config.model.max_len} must be 0 or >= 3')
+  for field in ('test_fraction', 'validation_fraction'):
+    config_checks.in_open_unit_interval(config, f'data.{field}')
+  if not 0 < config.data.label_fraction <= 1:
+    raise ValueError(f'data.label_fraction={config.data.label_fraction} must be in (0, 1]')
+  if not config.eval.tfidf_c or min(config.eval.tfidf_c) <= 0:
+    raise ValueError(f'eval.tfidf_c={config.eval.tfidf_c} must be positive numbers')
+
+
+# ----------------------------------------------------------------------------- pretrained
+
+@dataclasses.dataclass(frozen=True)
+class Pretrained:
+  """What a language-model workdir provides.
+
+  Attributes:
+    experiment: 'mlm_pretrain' or 'clm_pretrain'.
+    config: its run config.
+    tokenizer: its ``tokenizer.model``.
+    model_config: the ``TransformerConfig`` of its Transformer.
+    step: the checkpoint's step.
+    checkpoint_sha256: the data hash its checkpoint was trained on.
+  """
+  experiment: str
+  config: ml_collections.ConfigDict
+  tokenizer: tokenizer_lib.Tokenizer
+  model_config: object
+  step: int
+  data_sha256: str
+
+
+def open_pretrained(workdir: str) -> tuple[Pretrained, object]:
+  """Reads a language-model workdir's newest checkpoint's meta and its tokenizer.
+
+  Returns:
+    (Pretrained, manager): the manager (read-only) stays open for ``backbone_params``.
+
+  Raises:
+    FileNotFoundError: no checkpoint or no tokenizer.model, naming the workdir.
+    ValueError: the workdir belongs to another experiment.
+  """
+  root = fileio.path(workdir)
+  if not (root / 'checkpoints').is_dir():
+    raise FileNotFoundError(f'config.pretrained_workdir={workdir}: no checkpoints folder; '
+                            'give the workdir of a finished mlm_pretrain or clm_pretrain run.')
+  manager = checkpoint.make_manager(workdir, read_only=True)
+  step, meta = checkpoint.latest_meta(manager)
+  if meta is None:
+    manager.close()
+    raise FileNotFoundError(f'config.pretrained_workdir={workdir}: no readable checkpoint.')
+  if meta.get('experiment') not in PRETRAINED:
+    manager.close()
+    raise ValueError(f'config.pretrained_workdir={workdir} holds a {meta.get("experiment")!r} '
+                     f'run; text_classify restores {" or ".join(PRETRAINED)} runs.')
+  model_path = root / 'tokenizer.model'
+  if not model_path.exists():
+    manager.close()
+    raise FileNotFoundError(f'config.pretrained_workdir={workdir}: no tokenizer.model.')
+  lm_config = ml_collections.ConfigDict(meta['config'])
+  tok = tokenizer_lib.Tokenizer(model_path)
+  module = experiments.module_of(meta['experiment'], PRETRAINED)
+  return Pretrained(meta['experiment'], lm_config, tok,
+                    module.model_config(lm_config, tok.vocab_size), step,
+                    meta.get('data_sha256', '')), manager
+
+
+def backbone_params(pretrained: Pretrained, manager, mesh) -> dict:
+  """The Transformer's parameters from the newest readable checkpoint, on ``mesh``."""
+  module = experiments.module_of(pretrained.experiment, PRETRAINED)
+  lm_state = module.create_train_state(pretrained.config, {'tokenizer': pretrained.tokenizer},
+                                       mesh, rngs.run_keys(pretrained.config.seed).init)
+  restored, _, _ = checkpoint.restore_latest(manager, checkpoint.abstract_like(lm_state))
+  return restored.params[_BACKBONE[pretrained.experiment]]
+
+
+# ----------------------------------------------------------------------------- data
+
+def encode(tok: tokenizer_lib.Tokenizer, texts, max_len: int) -> np.ndarray:
+  """int32 [N, max_len] rows: [CLS] + the first max_len - 2 pieces of the cleaned text +
+  [SEP], then [PAD] (the layout of the pretraining rows, ``data.packing``)."""
+  rows = np.full((len(texts), max_len), tokenizer_lib.PAD_ID, np.int32)
+  for i, ids in enumerate(tok.encode([text.clean_text(t) for t in texts])):
+    ids = ids[:max_len - 2]
+    rows[i, 0], rows[i, 1:1 + len(ids)], rows[i, 1 + len(ids)] = (
+        tokenizer_lib.CLS_ID, ids, tokenizer_lib.SEP_ID)
+  return rows
+
+
+def prepare_data(config: ml_collections.ConfigDict, workdir: str | None) -> dict:
+  """Reads the task and the pretrained workdir's tokenizer; encodes every split.
+
+  Returns a dict with ``train`` / ``validation`` / ``test`` ({'tokens': int32 [N, L],
+  'label': int32 [N]}), ``task`` (``text_tasks.TextTask``), ``pretrained`` and its
+  ``manager``, and ``info``.
+  """
+  pretrained, manager = open_pretrained(config.pretrained_workdir)
+  try:
+    max_len = config.model.max_len or pretrained.config.data.seq_len
+    if max_len > pretrained.model_config.max_len and (
+        pretrained.model_config.position_encoding == 'learned'):
+      raise ValueError(f'model.max_len={max_len} exceeds the {pretrained.model_config.max_len} '
+                       'positions the pretrained model learned.')
+    task = text_tasks.load(config.data)
+  except BaseException:
+    manager.close()
+    raise
+  tok = pretrained.tokenizer
+  splits = {name: {'tokens': encode(tok, part.texts, max_len), 'label': part.labels}
+            for name, part in (('train', task.train), ('validation', task.validation),
+                               ('test', task.test))}
+  if workdir is not None and jax.process_index() == 0:  # the run's own copy
+    fileio.write_atomic(fileio.join(workdir, 'tokenizer.model'),
+                        (fileio.path(config.pretrained_workdir) / 'tokenizer.model')
+                        .read_bytes())
+  info = dict(task.info, **{'pretrained/experiment': pretrained.experiment,
+                            'pretrained/step': pretrained.step,
+                            'pretrained/data_sha256': pretrained.data_sha256,
+                            'data/max_len': max_len})
+  return dict(splits, task=task, pretrained=pretrained, manager=manager, info=info)
+
+
+def batch_size(config, num_examples: int, num_devices: int) -> int:
+  """The training batch: ``global_batch_size``, or fewer when the labelled subset is
+  smaller (the largest multiple of the device count that fits).
+
+  Raises:
+    ValueError: fewer labelled examples than devices.
+  """
+  size = min(config.global_batch_size, num_examples - num_examples % num_devices)
+  if size < 1:
+    raise ValueError(f'{num_examples} labelled training examples cannot fill a batch over '
+                     f'{num_devices} devices: raise data.label_fraction.')
+  return size
+
+
+# ----------------------------------------------------------------------------- model
+
+def pooling(config, pretrained: Pretrained) -> str:
+  if config.model.pooling != 'auto':
+    return config.model.pooling
+  return 'last' if pretrained.model_config.causal else 'cls'
+
+
+def update_scales(params: dict, config, num_layers: int) -> dict:
+  """A float per parameter leaf that multiplies its update: 0 for the backbone in a probe;
+  ``layer_decay ** (n + 1 - l)`` for layer l (embeddings 0, blocks 1..n, head n + 1)."""
+  def scale(path, _):
+    keys = [getattr(k, 'key', getattr(k, 'idx', None)) for k in path]
+    if keys[0] == 'head':
+      return 1.0
+    if config.mode == 'probe':
+      return 0.0
+    layer = int(keys[2]) + 1 if keys[1] == 'blocks' else (
+        num_layers if keys[1] == 'final_norm' else 0)
+    return float(config.optim.layer_decay ** (num_layers + 1 - layer))
+  return jax.tree_util.tree_map_with_path(scale, params)
+
+
+def make_optimizer(config, params: dict, num_layers: int) -> optax.GradientTransformation:
+  """``optim.make_optimizer`` (at ``probe_learning_rate`` in a probe), each update then
+  multiplied by its ``update_scales`` (so frozen weights neither move nor decay)."""
+  optim_config = config.optim
+  if config.mode == 'probe':
+    optim_config = ml_collections.ConfigDict(
+        dict(config.optim.to_dict(), learning_rate=config.optim.probe_learning_rate))
+  scales = update_scales(params, config, num_layers)
+  tx = optim.make_optimizer(optim_config, config.num_train_steps)
+  if all(s == 1.0 for s in jax.tree.leaves(scales)):
+    return tx
+  return optax.chain(tx, optax.stateless(
+      lambda updates, _: jax.tree.map(lambda u, s: u * s, updates, scales)))
+
+
+def create_train_state(config, data, mesh, rng) -> state_lib.TrainState:
+  """A fresh TrainState on the mesh: the pretrained backbone (random for mode=scratch), a
+  new head, the optimizer and ``extra['best']`` (``loop.best_state``)."""
+  pretrained = data['pretrained']
+  cfg = dataclasses.replace(pretrained.model_config, dropout_rate=config.model.dropout_rate)
+  make = lambda rngs_: text_classifier.TextClassifier(
+      cfg, len(data['task'].classes), pooling=pooling(config, pretrained),
+      head_dropout=config.model.head_dropout, rngs=rngs_)
+  graphdef, abstract = state_lib.split_model(nnx.eval_shape(lambda: make(nnx.Rngs(0))))
+  tx = make_optimizer(config, abstract, cfg.num_layers)
+  backbone = None
+  if config.mode != 'scratch':
+    backbone = backbone_params(pretrained, data['manager'], mesh)
+
+  def init(key, backbone):
+    params = state_lib.split_model(make(nnx.Rngs(params=key)))[1]
+    if backbone is not None:
+      params = dict(params, backbone=backbone)
+    return state_lib.create(params, tx, graphdef=graphdef,
+                            extra={'best': loop.best_state(params)})
+
+  out = sharding.tree_shardings(jax.eval_shape(init, rng, backbone), mesh)
+  return jax.jit(init, out_shardings=out)(rng, backbone)
+
+
+# ----------------------------------------------------------------------------- steps
+
+def train_step(state, batch, rng, *, config):
+  """One AdamW step of softmax cross-entropy on a global batch; pure, jit-compiled once.
+
+  batch: {'tokens': int32 [B, L], 'label': int32 [B]}. Dropout keys: fold_in(rng, step).
+  Returns (state, metrics): f32 scalars loss (nats per example), accuracy, grad_norm.
+  """
+  key = jax.random.fold_in(rng, state.step)
+
+  def loss_fn(params):
+    model = state_lib.merge_model(state.graphdef, params)
+    logits = model(batch['tokens'], train=True, rng_dropout=key,
+                   frozen=config.mode == 'probe')
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+    return loss, logits
+
+  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
+  return state.apply_gradients(grads), dict(loss=loss, accuracy=accuracy,
+                                            grad_norm=optax.global_norm(grads))
+
+
+def predict_step(params, batch, *, graphdef):
+  """Per row: predicted class (int32 [b]), cross-entropy (f32 [b]), ``weights`` passed on."""
+  logits = state_lib.merge_model(graphdef, params)(batch['tokens'])
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
+  return dict(pred=jnp.argmax(logits, -1).astype(jnp.int32), loss=loss,
+              weights=batch['weights'])
+
+
+def scores(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
+  """accuracy and macro_f1 (unweighted mean of per-class F1 over all classes, a class never
+  predicted nor present counting 0; scikit-learn's ``f1_score``)."""
+  return {'accuracy': float(np.mean(pred == labels)),
+          'macro_f1': float(metrics.f1_score(labels, pred, labels=np.arange(num_classes),
+                                             average='macro', zero_division=0))}
+
+
+def evaluate_split(predict_fn, params, rows, mesh, config, num_classes) -> dict[str, float]:
+  out = driver.per_example_over_split(predict_fn, params, rows, mesh,
+                                      global_batch_size=config.eval.global_batch_size)
+  return dict(scores(out['pred'], rows['label'], num_classes), loss=float(out['loss'].mean()))
+
+
+def baselines(task: text_tasks.TextTask, c_grid) -> dict[str, float]:
+  """Test accuracy and macro-F1 of TF-IDF (word 1-2 grams, sublinear tf) + logistic
+  regression, C picked on validation accuracy (first best), and of the majority class of the
+  labelled subset; plus the chosen C and its validation accuracy."""
+  vectorizer = feature_extraction.text.TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2))
+  x_train = vectorizer.fit_transform(task.train.texts)
+  x_val, x_test = vectorizer.transform(task.validation.texts), vectorizer.transform(
+      task.test.texts)
+  k = len(task.classes)
+  fits = []
+  for c in c_grid:
+    if len(np.unique(task.train.labels)) < 2:  # a 1-class subset: LR cannot fit
+      break
+    model = linear_model.LogisticRegression(C=c, max_iter=2000).fit(x_train, task.train.labels)
+    fits.append((np.mean(model.predict(x_val) == task.validation.labels), -len(fits), c, model))
+  out = {}
+  if fits:
+    val_acc, _, c, model = max(fits, key=lambda f: f[:2])
+    tfidf = scores(model.predict(x_test), task.test.labels, k)
+    out.update(tfidf_accuracy=tfidf['accuracy'], tfidf_macro_f1=tfidf['macro_f1'],
+               tfidf_c=float(c), tfidf_validation_accuracy=float(val_acc))
+  majority = np.bincount(task.train.labels, minlength=k).argmax()
+  m = scores(np.full(len(task.test), majority), task.test.labels, k)
+  out.update(majority_accuracy=m['accuracy'], majority_macro_f1=m['macro_f1'])
+  return out
+
+
+# ----------------------------------------------------------------------------- run
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains the classifier, selecting on validation accuracy; tests once (the protocol:
+  ``experiments/__init__.py``)."""
+  mesh, run = loop.start(config, workdir, EXPERIMENT, validate_config)
+  data = prepare_data(config, workdir)
+  try:
+    rng_init, rng_train, _ = rngs.run_keys(config.seed)
+    state = create_train_state(config, data, mesh, rng_init)
+  finally:
+    data['manager'].close()
+  k = len(data['task'].classes)
+  predict_fn = sharding.jit_eval_step(
+      functools.partial(predict_step, graphdef=state.graphdef),
+      state_lib.shardings(state).params, mesh)
+  batch_config = ml_collections.ConfigDict(dict(
+      seed=config.seed, global_batch_size=batch_size(config, len(data['task'].train),
+                                                     mesh.devices.size)))
+
+  def test(params):
+    return dict(evaluate_split(predict_fn, params, data['test'], mesh, config, k),
+                **baselines(data['task'], config.eval.tfidf_c))
+
+  return loop.train(
+      run, state, functools.partial(train_step, config=config),
+      pipeline.batch_getter(data['train'], mesh, batch_config),
+      lambda state, step: evaluate_split(predict_fn, state.params, data['validation'], mesh,
+                                         config, k),
+      rng=rng_train, info=dict(data['info'],
+                               **{'data/global_batch_size': batch_config.global_batch_size}),
+      select='accuracy', test=test)
+
+
+if __name__ == '__main__':
+  cli.run(get_config, train_and_evaluate)
