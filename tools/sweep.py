@@ -32,10 +32,14 @@ their reasons in a ``failed`` column, and the sweep then exits 1 naming every fa
 
 Writes ``WORKDIR/results.md`` and ``WORKDIR/results.csv``: one row per setting, its axis
 values, the number of seeds, and for each numeric ``eval/*`` metric of the runs' summaries
-its mean and sample std (ddof=1) over seeds (empty where a run lacks it; a setting with
+(and ``test/*``, ``data/train_examples`` where runs report them: ``run_metrics``) its mean
+and sample std (ddof=1) over seeds (empty where a run lacks it; a setting with
 one finished seed has no std: ``0.1234 +- -`` in Markdown, an empty CSV cell).
 ``WORKDIR/summary.json`` (experiment ``sweep``) holds the means as
-``eval/<setting>/<metric>`` and the sweep's config.
+``eval/<setting>/<metric>`` (``test/<setting>/<metric>``) and the sweep's config.
+``--plot=FIELD`` (a numeric axis) also writes ``WORKDIR/curves.png``: ``--plot_metrics``
+against that field, a line per value of the other axes (the label-efficiency curve of
+``experiments.text_classify``, README).
 
 ``--print_commands`` prints one ``python -m experiments.<experiment> --workdir=...
 --config.<field>=<value> ...`` line per run (the seed, the base config's differences from
@@ -65,7 +69,7 @@ import experiments
 from jaxssl import config_checks, fileio
 from jaxssl.train import cli, preemption, writers
 from jaxssl.train import workdir as workdir_lib
-from tools import tables
+from tools import plots, tables
 
 EXPERIMENT = 'sweep'
 EXPERIMENTS = experiments.EXPERIMENTS  # the experiments a sweep can run
@@ -354,8 +358,48 @@ def sweep_config(experiment: str, seeds: Sequence[int], sets: Sequence[str],
   return c
 
 
+def run_metrics(summary: dict) -> dict[str, float]:
+  """A run's numeric metrics for the tables: ``eval/<m>`` as ``<m>``, ``test/<m>`` (the
+  once-at-the-end test of experiments that select on validation) as ``test/<m>``, and the
+  number of labelled training examples ``data/train_examples`` where a run reports it."""
+  out = {}
+  for key, value in summary.items():
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+      continue
+    if key.startswith('eval/'):
+      out[key[len('eval/'):]] = value
+    elif key.startswith('test/') or key == 'data/train_examples':
+      out[key] = value
+  return out
+
+
+def _summary_key(folder: str, metric: str) -> str:
+  if metric.startswith(('test/', 'data/')):
+    kind, name = metric.split('/', 1)
+    return f'{kind}/{folder}/{name}'
+  return f'eval/{folder}/{metric}'
+
+
+def _default_plot_metrics(names: Sequence[str]) -> list[str]:
+  tests = [m for m in names if m.startswith('test/') and m != 'test/selected_step']
+  return tests[:1] or [m for m in names if not m.startswith('data/')][:1]
+
+
+def _write_plot(workdir: str, rows: list[dict], axes: Sequence[str], x: str,
+                metrics: Sequence[str]) -> None:
+  missing = [m for m in metrics if f'{m}_mean' not in rows[0]]
+  if missing:
+    raise ValueError(f'--plot_metrics: no metric {missing[0]!r} in the runs; they report '
+                     f'{", ".join(k[:-5] for k in rows[0] if k.endswith("_mean"))}')
+  if jax.process_index() == 0:
+    plots.write_curves(fileio.path(workdir) / 'curves.png', rows, x=x,
+                       series=[a for a in axes if a != x], metrics=metrics,
+                       count='data/train_examples')
+
+
 def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequence[str] = (),
-              base: str = 'default', keep_going: bool = False) -> dict:
+              base: str = 'default', keep_going: bool = False, plot: str | None = None,
+              plot_metrics: Sequence[str] = ()) -> dict:
   """Trains (or reads) every run of the sweep, then writes the tables.
 
   Args:
@@ -364,10 +408,15 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
       diverged loss) is recorded and the others still run; the tables then count only the
       finished seeds of each setting and give the failures in a ``failed`` column, and the
       sweep raises at the end. Without it, the first failure stops the sweep (no tables).
+    plot: a numeric grid axis (e.g. ``data.label_fraction``): ``WORKDIR/curves.png`` shows
+      each of ``plot_metrics`` (default: the first ``test/*`` metric, else the first one)
+      against it, mean +- std over seeds, one line per value of the other axes
+      (``tools.plots.write_curves``).
 
   Returns:
     The summary written to ``WORKDIR/summary.json``: ``eval/<setting folder>/<metric>``
-    means over the finished seeds (None where none finished), ``num_runs``,
+    (and ``test/<setting folder>/<metric>``) means over the finished seeds (None where none
+    finished), ``num_runs``,
     ``num_runs_trained`` (by this call), ``failed_runs`` ({run workdir: reason}),
     ``wall_time_s``, experiment 'sweep' and the sweep's config.
 
@@ -378,6 +427,9 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
   """
   t_start = time.time()
   runs = plan(experiment, workdir, seeds=seeds, sets=sets, base=base)
+  if plot is not None and plot not in runs[0].setting:
+    raise ValueError(f'--plot={plot!r} is not a grid axis of this sweep (axes: '
+                     f'{", ".join(runs[0].setting) or "none"})')
   module = module_of(experiment)
   for run in runs:
     try:
@@ -405,8 +457,7 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
       logging.error('run %d/%d: %s failed: %s', i + 1, len(runs), run.workdir, e)
       failures.append(f'seed {run.seed}: {failed[run.workdir]}')
       continue
-    per_seed.append({k[len('eval/'):]: v for k, v in summary.items() if k.startswith('eval/')
-                     and isinstance(v, (int, float)) and not isinstance(v, bool)})
+    per_seed.append(run_metrics(summary))
 
   axes = list(runs[0].setting)
   names = sorted({m for _, per_seed, _ in results.values() for r in per_seed for m in r})
@@ -419,7 +470,9 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
     for row, (_, _, failures) in zip(rows, results.values()):
       row['failed'] = '; '.join(failures)
   print(tables.write_results(workdir, rows, labels, names))
-  out = {f'eval/{folder}/{m}': row[f'{m}_mean']
+  if plot and rows:
+    _write_plot(workdir, rows, axes, plot, plot_metrics or _default_plot_metrics(names))
+  out = {_summary_key(folder, m): row[f'{m}_mean']
          for folder, row in zip(results, rows) for m in names}
   out.update(num_runs=len(runs), num_runs_trained=trained, failed_runs=failed,
              experiment=EXPERIMENT, config=config.to_dict(), wall_time_s=time.time() - t_start)
@@ -450,6 +503,11 @@ def main() -> None:
                                      'and exit without training.')
   keep_going = flags.DEFINE_bool('keep_going', False, 'Record a failed run and go on with '
                                  'the others; exit 1 at the end naming the failed runs.')
+  plot = flags.DEFINE_string('plot', None, 'A numeric grid axis: WORKDIR/curves.png of '
+                             '--plot_metrics against it.')
+  plot_metrics = flags.DEFINE_list('plot_metrics', [], 'Table metrics to plot (e.g. '
+                                   'test/accuracy,test/tfidf_accuracy); default: the first '
+                                   'test/* one.')
 
   def run_main(argv):
     if len(argv) > 1:
@@ -463,7 +521,8 @@ def main() -> None:
         return
       preemption.exit_on_sigterm()
       run_sweep(experiment.value, workdir.value, seeds=run_seeds, sets=sets.value,
-                base=base.value, keep_going=keep_going.value)
+                base=base.value, keep_going=keep_going.value, plot=plot.value,
+                plot_metrics=plot_metrics.value)
     except (ValueError, OSError) as e:  # bad input; a run's failure (RUN_ERRORS) re-raised
       sys.exit(f'error: {e}')
     except preemption.Preempted as e:  # the run in progress saved its checkpoint: rerun resumes

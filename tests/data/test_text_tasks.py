@@ -125,3 +125,39 @@ def test_stdlib_docs_default_task():
   # The string module's own docstring; the library reference files it under text processing.
   assert by_text[string.__doc__.strip()] == 'Text Processing Services'
   assert by_text[inspect.cleandoc(json.dumps.__doc__)] == 'Internet Data Handling'
+
+
+@pytest.fixture(scope='module')
+def tfds_dir(tmp_path_factory):
+  from tests.data import labelled_builder  # pylint: disable=import-outside-toplevel
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  for config in ('labelled', 'hidden'):
+    labelled_builder.prepare(config, data_dir)
+  return data_dir
+
+
+def test_a_tfds_dataset_is_read_with_its_class_names(tfds_dir):
+  from tests.data import labelled_builder  # pylint: disable=import-outside-toplevel
+  c = text_tasks.data_config()
+  c.update(name=f'{labelled_builder.NAME}/labelled', data_dir=tfds_dir, text_column='sentence')
+  task = text_tasks.load(c)
+  assert task.classes == ('neg', 'pos')
+  want = dict(labelled_builder.split_examples('test', hidden=False))
+  assert sorted(task.test.texts) == sorted(want)
+  assert [want[t] for t in task.test.texts] == task.test.labels.tolist()
+  assert len(task.train) + len(task.validation) == 30
+  assert task.info['data/source'] == f'tfds:{labelled_builder.NAME}/labelled'
+
+
+def test_hidden_tfds_test_labels_are_refused_naming_the_split_field(tfds_dir):
+  from tests.data import labelled_builder  # pylint: disable=import-outside-toplevel
+  c = text_tasks.data_config()
+  c.update(name=f'{labelled_builder.NAME}/hidden', data_dir=tfds_dir, text_column='sentence')
+  with pytest.raises(ValueError, match=r'label -1 \(hidden labels.*data.test_split'):
+    text_tasks.load(c)
+  c.test_split = 'validation'
+  assert sorted(text_tasks.load(c).test.texts) == sorted(
+      t for t, _ in labelled_builder.split_examples('validation', hidden=True))
+  c.text_column = 'text'
+  with pytest.raises(ValueError, match="has no feature 'text'"):
+    text_tasks.load(c)

@@ -351,3 +351,44 @@ def test_preempted_run_exits_143_with_one_line(tmp_path, monkeypatch, capsys):
   assert e.value.code == 143
   assert capsys.readouterr().err.rstrip().splitlines()[-1].startswith(
       'preempted (SIGTERM) at step 3')
+
+
+def test_test_metrics_are_tabulated_and_a_numeric_axis_is_plotted(tmp_path, monkeypatch):
+  root = str(tmp_path / 'sweep')
+  # Made-up summaries: test/acc = k_fraction * (2 for k-means++, 1 for random) + seed / 10;
+  # a baseline test/base = 0.5 * fraction whatever the init; eval/ari; a bool to skip.
+
+  def fake(config, workdir):
+    fraction, factor = config.data.max_examples / 100, {'k-means++': 2, 'random': 1}
+    return {'eval/ari': 0.1, 'test/acc': fraction * factor[config.method.init]
+            + config.seed / 10, 'test/base': 0.5 * fraction, 'test/flag': True,
+            'data/train_examples': config.data.max_examples, 'data/sha256': 'x'}
+
+  monkeypatch.setattr(kmeans, 'train_and_evaluate', fake)
+  with pytest.raises(ValueError, match="--plot='method.k' is not a grid axis"):
+    sweep.run_sweep('kmeans', root, seeds=(0, 1), base='smoke', plot='method.k',
+                    sets=['data.max_examples=10,100', 'method.init=k-means++,random'])
+  summary = sweep.run_sweep('kmeans', root, seeds=(0, 1), base='smoke',
+                            sets=['data.max_examples=10,100', 'method.init=k-means++,random'],
+                            plot='data.max_examples',
+                            plot_metrics=['test/acc', 'test/base'])
+  # k-means++ at 100 examples: seeds give 2.0 and 2.1, mean 2.05.
+  assert summary['test/data.max_examples=100,method.init=k-means++/acc'] == pytest.approx(2.05)
+  assert summary['eval/data.max_examples=100,method.init=k-means++/ari'] == 0.1
+  assert summary['data/data.max_examples=10,method.init=random/train_examples'] == 10
+  assert not any('flag' in k or 'sha256' in k for k in summary)
+  header = _read(os.path.join(root, 'results.md')).splitlines()[0]
+  assert header == ('| data.max_examples | method.init | seeds | ari | data/train_examples | '
+                    'test/acc | test/base |')
+  png = (tmp_path / 'sweep' / 'curves.png').read_bytes()
+  assert png.startswith(b'\x89PNG\r\n\x1a\n')
+
+
+def test_a_baseline_equal_across_series_is_drawn_once():
+  from tools import plots  # pylint: disable=import-outside-toplevel
+  rows = [{'x': '1', 'mode': m, 'a_mean': a, 'a_std': 0.0, 'b_mean': 0.3, 'b_std': None}
+          for m, a in (('p', 0.5), ('q', 0.7))]
+  a = plots._series(rows, 'x', ['mode'], 'a')
+  b = plots._series(rows, 'x', ['mode'], 'b')
+  assert sorted(a) == ['a (mode=p)', 'a (mode=q)'] and list(b) == ['b']
+  np.testing.assert_array_equal(a['a (mode=q)'][1], [0.7])
