@@ -14,12 +14,14 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import experiments
-from experiments import autoencoder, byol, clm_pretrain, dcgan, mlm_pretrain, simclr, vae
+from experiments import (autoencoder, byol, clm_pretrain, dcgan, mlm_pretrain, simclr,
+                         text_classify, vae)
 from jaxssl.losses import lm
 from jaxssl.parallel import sharding
 from jaxssl.train import rngs
 from jaxssl.train import state as state_lib
 from tests import multidevice
+from tests.experiments import test_text_classify
 
 EXPERIMENTS = [mlm_pretrain, clm_pretrain, autoencoder, vae, dcgan, simclr, byol]
 
@@ -87,3 +89,51 @@ def test_whole_run_on_eight_devices_with_sharded_parameters(tmp_path, module):
   if module is clm_pretrain:  # every held-out target scored once, whatever the mesh
     assert evals['eval/num_tokens'] == (summary['data/num_eval_tokens']
                                         + summary['data/num_eval_documents'])
+
+
+@pytest.fixture(scope='module')
+def classify_config(tmp_path_factory):
+  """text_classify's smoke config on a 3-topic CSV task, from an MLM smoke run on 8 devices."""
+  root = tmp_path_factory.mktemp('classify')
+  lm_config = mlm_pretrain.smoke_config()
+  lm_config.data.cache_dir = str(root / 'cache')
+  mlm_pretrain.train_and_evaluate(lm_config, str(root / 'mlm'))
+  config = text_classify.smoke_config()
+  config.pretrained_workdir = str(root / 'mlm')
+  config.data.files = test_text_classify._write_task(str(root))
+  config.eval.tfidf_c = (1.0,)
+  return config
+
+
+@pytest.mark.parametrize('fsdp', [1, 2])
+def test_text_classify_eight_device_step_matches_one_device(classify_config, fsdp):
+  config = classify_config.copy_and_resolve_references()
+  data = text_classify.prepare_data(config, None)
+  train_step = functools.partial(text_classify.train_step, config=config)
+  batch_np = {k: v[:config.global_batch_size] for k, v in data['train'].items()}
+  results = []
+  try:
+    for n, f in ((1, 1), (8, fsdp)):
+      config.mesh.fsdp = f
+      mesh = multidevice.mesh(n, f)
+      state = text_classify.create_train_state(config, data, mesh,
+                                               rngs.run_keys(config.seed).init)
+      step = sharding.jit_train_step(train_step, state_lib.shardings(state), mesh)
+      for _ in range(2):
+        state, metrics = step(state, sharding.put_batch(batch_np, mesh), jax.random.key(3))
+      results.append(jax.device_get((state.params, metrics)))
+  finally:
+    data['manager'].close()
+  (p1, m1), (p8, m8) = results
+  for name in m1:
+    np.testing.assert_allclose(m8[name], m1[name], rtol=1e-5, err_msg=name)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-5, rtol=1e-5), p8, p1)
+
+
+def test_text_classify_whole_run_on_eight_devices_with_sharded_parameters(classify_config,
+                                                                          tmp_path):
+  config = classify_config.copy_and_resolve_references()
+  config.mesh.fsdp = 2
+  summary = text_classify.train_and_evaluate(config, str(tmp_path / 'w'))
+  assert summary['step'] == config.num_train_steps
+  assert 0 <= summary['test/accuracy'] <= 1 and summary['test/selected_step'] >= 3
