@@ -31,18 +31,17 @@ import optax
 from flax import nnx
 from sklearn import feature_extraction, linear_model, metrics
 
-import experiments
+from experiments import pretrained as pretrained_lib
 from jaxssl import config_checks, fileio
 from jaxssl.data import pipeline, text, text_tasks
 from jaxssl.data import tokenizer as tokenizer_lib
 from jaxssl.eval import driver
 from jaxssl.models import text_classifier
 from jaxssl.parallel import sharding
-from jaxssl.train import checkpoint, cli, loop, optim, rngs, run_config
+from jaxssl.train import cli, loop, optim, rngs, run_config
 from jaxssl.train import state as state_lib
 
 EXPERIMENT = 'text_classify'
-PRETRAINED = ('mlm_pretrain', 'clm_pretrain')
 MODES = ('finetune', 'probe', 'scratch')
 _BACKBONE = {'mlm_pretrain': 'encoder', 'clm_pretrain': 'decoder'}  # its name in the LM
 
@@ -106,72 +105,6 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     raise ValueError(f'eval.tfidf_c={config.eval.tfidf_c} must be positive numbers')
 
 
-# ----------------------------------------------------------------------------- pretrained
-
-@dataclasses.dataclass(frozen=True)
-class Pretrained:
-  """What a language-model workdir provides.
-
-  Attributes:
-    experiment: 'mlm_pretrain' or 'clm_pretrain'.
-    config: its run config.
-    tokenizer: its ``tokenizer.model``.
-    model_config: the ``TransformerConfig`` of its Transformer.
-    step: the checkpoint's step.
-    checkpoint_sha256: the data hash its checkpoint was trained on.
-  """
-  experiment: str
-  config: ml_collections.ConfigDict
-  tokenizer: tokenizer_lib.Tokenizer
-  model_config: object
-  step: int
-  data_sha256: str
-
-
-def open_pretrained(workdir: str) -> tuple[Pretrained, object]:
-  """Reads a language-model workdir's newest checkpoint's meta and its tokenizer.
-
-  Returns:
-    (Pretrained, manager): the manager (read-only) stays open for ``backbone_params``.
-
-  Raises:
-    FileNotFoundError: no checkpoint or no tokenizer.model, naming the workdir.
-    ValueError: the workdir belongs to another experiment.
-  """
-  root = fileio.path(workdir)
-  if not (root / 'checkpoints').is_dir():
-    raise FileNotFoundError(f'config.pretrained_workdir={workdir}: no checkpoints folder; '
-                            'give the workdir of a finished mlm_pretrain or clm_pretrain run.')
-  manager = checkpoint.make_manager(workdir, read_only=True)
-  step, meta = checkpoint.latest_meta(manager)
-  if meta is None:
-    manager.close()
-    raise FileNotFoundError(f'config.pretrained_workdir={workdir}: no readable checkpoint.')
-  if meta.get('experiment') not in PRETRAINED:
-    manager.close()
-    raise ValueError(f'config.pretrained_workdir={workdir} holds a {meta.get("experiment")!r} '
-                     f'run; text_classify restores {" or ".join(PRETRAINED)} runs.')
-  model_path = root / 'tokenizer.model'
-  if not model_path.exists():
-    manager.close()
-    raise FileNotFoundError(f'config.pretrained_workdir={workdir}: no tokenizer.model.')
-  lm_config = ml_collections.ConfigDict(meta['config'])
-  tok = tokenizer_lib.Tokenizer(model_path)
-  module = experiments.module_of(meta['experiment'], PRETRAINED)
-  return Pretrained(meta['experiment'], lm_config, tok,
-                    module.model_config(lm_config, tok.vocab_size), step,
-                    meta.get('data_sha256', '')), manager
-
-
-def backbone_params(pretrained: Pretrained, manager, mesh) -> dict:
-  """The Transformer's parameters from the newest readable checkpoint, on ``mesh``."""
-  module = experiments.module_of(pretrained.experiment, PRETRAINED)
-  lm_state = module.create_train_state(pretrained.config, {'tokenizer': pretrained.tokenizer},
-                                       mesh, rngs.run_keys(pretrained.config.seed).init)
-  restored, _, _ = checkpoint.restore_latest(manager, checkpoint.abstract_like(lm_state))
-  return restored.params[_BACKBONE[pretrained.experiment]]
-
-
 # ----------------------------------------------------------------------------- data
 
 def encode(tok: tokenizer_lib.Tokenizer, texts, max_len: int) -> np.ndarray:
@@ -192,7 +125,8 @@ def prepare_data(config: ml_collections.ConfigDict, workdir: str | None) -> dict
   'label': int32 [N]}), ``task`` (``text_tasks.TextTask``), ``pretrained`` and its
   ``manager``, and ``info``.
   """
-  pretrained, manager = open_pretrained(config.pretrained_workdir)
+  pretrained, manager = pretrained_lib.open_workdir(config.pretrained_workdir,
+                                                    'config.pretrained_workdir')
   try:
     max_len = config.model.max_len or pretrained.config.data.seq_len
     if max_len > pretrained.model_config.max_len and (
@@ -234,7 +168,7 @@ def batch_size(config, num_examples: int, num_devices: int) -> int:
 
 # ----------------------------------------------------------------------------- model
 
-def pooling(config, pretrained: Pretrained) -> str:
+def pooling(config, pretrained: pretrained_lib.Pretrained) -> str:
   if config.model.pooling != 'auto':
     return config.model.pooling
   return 'last' if pretrained.model_config.causal else 'cls'
@@ -282,7 +216,8 @@ def create_train_state(config, data, mesh, rng) -> state_lib.TrainState:
   tx = make_optimizer(config, abstract, cfg.num_layers)
   backbone = None
   if config.mode != 'scratch':
-    backbone = backbone_params(pretrained, data['manager'], mesh)
+    backbone = pretrained_lib.restore_params(pretrained, data['manager'], mesh)[
+        _BACKBONE[pretrained.experiment]]
 
   def init(key, backbone):
     params = state_lib.split_model(make(nnx.Rngs(params=key)))[1]

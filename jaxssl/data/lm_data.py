@@ -55,6 +55,7 @@ def data_config(*, vocab_size: int, seq_len: int) -> ml_collections.ConfigDict:
   c.max_documents = config_dict.placeholder(int)  # Cap on documents read from TFDS.
   c.vocab_size = vocab_size  # SentencePiece pieces (a soft limit on small corpora).
   c.tokenizer_sample_chars = 10_000_000  # The tokenizer learns from at most ~this much text.
+  c.tokenizer_model = config_dict.placeholder(str)  # A SentencePiece model to use, not train.
   c.max_eval_rows = 4096  # Held-out rows evaluated: all if fewer, else a fixed sample.
   c.seq_len = seq_len  # L: tokens per packed row.
   return c

@@ -67,6 +67,9 @@ def cache_key(source: corpus_lib.TextSource, data: ml_collections.ConfigDict,
           'max_document_chars', 'max_documents', 'vocab_size', 'seq_len',
           'tokenizer_sample_chars')},
   }
+  if data.get('tokenizer_model'):  # a given vocabulary: its content, not its path, counts
+    settings['tokenizer_model_sha256'] = hashlib.sha256(
+        fileio.path(data.tokenizer_model).read_bytes()).hexdigest()
   return hashlib.sha256(json.dumps(settings, sort_keys=True).encode('utf-8')).hexdigest()[:20]
 
 
@@ -88,7 +91,13 @@ def _tokenizer_sample(plan: corpus_lib.Plan, max_chars: int) -> np.ndarray:
 
 
 def _train_tokenizer(entry: epath.Path, source, plan, data) -> tuple[bytes, np.ndarray]:
-  """Writes ``tokenizer.model`` trained on the sample; returns its bytes and the sample mask."""
+  """Writes ``tokenizer.model`` trained on the sample (or copied from ``data.tokenizer_model``,
+  then the sample is empty); returns its bytes and the sample mask."""
+  if data.get('tokenizer_model'):
+    model = fileio.path(data.tokenizer_model).read_bytes()
+    entry.mkdir(parents=True, exist_ok=True)
+    fileio.write_atomic(entry / 'tokenizer.model', model)
+    return model, np.zeros(plan.split.size, bool)
   sample = _tokenizer_sample(plan, data.tokenizer_sample_chars)
   docs = [d for _, d in corpus_lib.documents(source, plan, 'reading the tokenizer sample',
                                              select=sample)]

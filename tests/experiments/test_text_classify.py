@@ -107,8 +107,8 @@ def test_scratch_keeps_the_architecture_but_not_the_weights(smoke_run, task_file
 
 def test_refuses_a_workdir_of_another_experiment(smoke_run, task_file, tmp_path):
   ae_dir, _ = smoke_run(autoencoder)
-  with pytest.raises(ValueError, match=r"holds a 'autoencoder' run; text_classify restores "
-                                       'mlm_pretrain or clm_pretrain'):
+  with pytest.raises(ValueError, match=r"holds a 'autoencoder' run; "
+                                       'mlm_pretrain or clm_pretrain runs are restored'):
     text_classify.train_and_evaluate(_config(ae_dir, task_file), str(tmp_path / 'w'))
   with pytest.raises(FileNotFoundError, match='pretrained_workdir=.*no checkpoints'):
     text_classify.train_and_evaluate(_config(str(tmp_path / 'none'), task_file),
