@@ -19,6 +19,7 @@ Outputs: TensorBoard events, ``checkpoints/<step>``, ``tokenizer.model``, ``conf
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -26,8 +27,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from ml_collections import config_dict
 
-from jaxssl import config_checks
+from experiments import pretrained as pretrained_lib
+from jaxssl import config_checks, fileio
 from jaxssl.data import lm_data, masking, packing, pipeline
 from jaxssl.data import tokenizer as tokenizer_lib
 from jaxssl.eval import driver
@@ -68,6 +71,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.global_batch_size = 64  # Rows per eval step; the last batch is padded and weighted.
 
+  # An mlm_pretrain workdir whose newest weights and tokenizer start this run: continued
+  # (e.g. task-adaptive) pretraining. The model fields must match its.
+  c.init_from = config_dict.placeholder(str)
   return c
 
 
@@ -110,7 +116,11 @@ def prepare_data(config: ml_collections.ConfigDict, workdir: str,
   ``tokenizer``, ``log_unigram`` float32 [V] (add-one smoothed over non-special ids, nats),
   ``most_frequent`` (int id), and ``info`` (flat, JSON-able corpus facts).
   """
-  text = lm_data.load(config.data, workdir, kind=packing.MLM, expected_sha256=expected_sha256)
+  data = config.data
+  if config.get('init_from') and not data.tokenizer_model:  # the model's own vocabulary
+    data = ml_collections.ConfigDict(dict(data.to_dict(), tokenizer_model=fileio.join(
+        config.init_from, 'tokenizer.model')))
+  text = lm_data.load(data, workdir, kind=packing.MLM, expected_sha256=expected_sha256)
   tok = text.tokenizer
   counts = text.unigram_counts
   ordinary = np.arange(tok.vocab_size) >= tokenizer_lib.NUM_SPECIAL
@@ -234,6 +244,31 @@ def create_train_state(config, data, mesh, rng) -> state_lib.TrainState:
                                 mesh, rng)
 
 
+def warm_start(state: state_lib.TrainState, config, mesh) -> state_lib.TrainState:
+  """``state`` with the parameters of ``config.init_from``'s newest checkpoint (its Adam
+  moments start at zero, as a fresh state's do; a checkpoint of this run still wins).
+
+  Raises:
+    ValueError: ``init_from`` holds another experiment's run or another model (naming the
+      fields that differ); FileNotFoundError: no checkpoint or tokenizer there.
+  """
+  source, manager = pretrained_lib.open_workdir(config.init_from, 'config.init_from',
+                                                among=(EXPERIMENT,))
+  try:
+    ours = model_config(config, source.tokenizer.vocab_size)
+    ignored = dict(dropout_rate=0.0, dtype='float32', remat=False)  # no effect on weights
+    theirs = dataclasses.replace(source.model_config, **ignored)
+    if dataclasses.replace(ours, **ignored) != theirs:
+      differ = [f.name for f in dataclasses.fields(ours)
+                if getattr(dataclasses.replace(ours, **ignored), f.name) != getattr(theirs, f.name)]
+      raise ValueError(f'config.init_from={config.init_from}: its model differs in '
+                       f'{", ".join(differ)}; set model.* and data.seq_len as it has them.')
+    params = pretrained_lib.restore_params(source, manager, mesh)
+  finally:
+    manager.close()
+  return state.replace(params=jax.device_put(params, state_lib.shardings(state).params))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Pretrains the masked LM on held-out MLM accuracy and loss (the protocol:
   ``experiments/__init__.py``)."""
@@ -241,6 +276,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   data = prepare_data(config, workdir, expected_sha256=run.saved_meta.get('data_sha256'))
   rng_init, rng_train, _ = rngs.run_keys(config.seed)
   state = create_train_state(config, data, mesh, rng_init)
+  if config.get('init_from') and not run.saved_meta:  # a resumed run has its own weights
+    state = warm_start(state, config, mesh)
   tok = data['tokenizer']
   eval_fn = sharding.jit_eval_step(functools.partial(
       eval_step, graphdef=state.graphdef, config=config, vocab_size=tok.vocab_size,

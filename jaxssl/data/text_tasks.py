@@ -60,12 +60,15 @@ class TextTask:
 
   Attributes:
     train: the labelled subset (``data.label_fraction`` of the training pool).
+    unlabelled: the texts of the whole training pool (labelled or not; no validation or test
+      text), for task-adaptive pretraining.
     validation, test: as in the module doc.
     classes: class names, sorted (numerically when every label is an integer).
     info: flat JSON-able facts: ``data/source``, ``data/sha256`` (what was read, in order,
       and the split settings), sizes, ``data/num_classes``.
   """
   train: Split
+  unlabelled: tuple[str, ...]
   validation: Split
   test: Split
   classes: tuple[str, ...]
@@ -186,7 +189,7 @@ def load(data: ml_collections.ConfigDict) -> TextTask:
     raise ValueError(f'{source}: too few examples: {len(pool)} training, {len(validation)} '
                      f'validation and {len(test)} test after splitting; each needs at least 1.')
   task = TextTask(
-      train=_split(pool, labelled, class_id),
+      train=_split(pool, labelled, class_id), unlabelled=tuple(e.text for e in pool),
       validation=_split(validation, np.arange(len(validation)), class_id),
       test=_split(test, np.arange(len(test)), class_id),
       classes=classes, info={})

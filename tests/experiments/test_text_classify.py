@@ -223,3 +223,51 @@ def test_interrupted_run_resumes_to_the_same_selection_and_test(smoke_run, task_
   assert tests(resumed) == tests(reference) and evals(resumed) == evals(reference)
   with open(os.path.join(workdir, 'summary.json')) as f:
     assert json.load(f)['test/selected_step'] == reference['test/selected_step']
+
+
+def test_init_from_starts_from_the_other_runs_weights_and_tokenizer(smoke_run, cache_dir,
+                                                                     tmp_path):
+  lm_dir, lm_summary = smoke_run(mlm_pretrain)
+  config = mlm_pretrain.smoke_config()
+  config.data.cache_dir = cache_dir
+  config.data.vocab_size = 200  # ignored: the init_from tokenizer is used
+  config.init_from = lm_dir
+  data = mlm_pretrain.prepare_data(config, str(tmp_path))
+  with open(os.path.join(lm_dir, 'tokenizer.model'), 'rb') as f:
+    assert (tmp_path / 'tokenizer.model').read_bytes() == f.read()
+  mesh = mesh_lib.make_mesh(config.mesh)
+  state = mlm_pretrain.create_train_state(config, data, mesh, rngs.run_keys(1).init)
+  state = mlm_pretrain.warm_start(state, config, mesh)
+  _assert_same(state.params, _checkpoint_params(lm_dir, lm_summary['step']))
+  config.model.preset = 'mini'
+  with pytest.raises(ValueError, match='init_from=.*its model differs in .*width'):
+    mlm_pretrain.warm_start(state, config, mesh)
+
+
+def test_task_adaptive_pretraining_reads_only_the_training_texts(smoke_run, task_file,
+                                                                 tmp_path):
+  lm_dir, _ = smoke_run(mlm_pretrain)
+  workdir = tmp_path / 'w'
+  config = _config(lm_dir, task_file, **{'tapt.steps': 3})
+  summary = text_classify.train_and_evaluate(config, str(workdir))
+  with open(workdir / 'tapt' / 'summary.json') as f:
+    tapt = json.load(f)
+  assert tapt['experiment'] == 'mlm_pretrain' and tapt['step'] == 3
+  assert tapt['config']['init_from'] == lm_dir
+  data = text_classify.prepare_data(config, str(workdir))  # finished: only read now
+  data['manager'].close()
+  corpus = (workdir / 'tapt' / 'corpus.txt').read_text(encoding='utf-8').split('\n\n')
+  task = data['task']
+  assert sorted(corpus) == sorted(task.unlabelled) and len(corpus) == summary[
+      'data/train_pool_examples']
+  assert not set(corpus) & (set(task.validation.texts) | set(task.test.texts))
+  assert data['info']['pretrained/step'] == 3  # the classifier starts from the adapted model
+  state, _ = _initial_state(config, str(workdir))
+  _assert_same(state.params['backbone'], _checkpoint_params(str(workdir / 'tapt'), 3)['encoder'])
+
+
+def test_task_adaptive_pretraining_needs_a_masked_lm(smoke_run, task_file, tmp_path):
+  lm_dir, _ = smoke_run(clm_pretrain)
+  with pytest.raises(ValueError, match="holds a 'clm_pretrain' run; mlm_pretrain runs"):
+    text_classify.train_and_evaluate(_config(lm_dir, task_file, **{'tapt.steps': 3}),
+                                     str(tmp_path / 'w'))
