@@ -39,7 +39,10 @@ one finished seed has no std: ``0.1234 +- -`` in Markdown, an empty CSV cell).
 ``eval/<setting>/<metric>`` (``test/<setting>/<metric>``) and the sweep's config.
 ``--plot=FIELD`` (a numeric axis) also writes ``WORKDIR/curves.png``: ``--plot_metrics``
 against that field, a line per value of the other axes (the label-efficiency curve of
-``experiments.text_classify``, README).
+``experiments.text_classify``, README). ``--select=FIELD:METRIC`` chooses a hyperparameter on
+validation: ``WORKDIR/selected.md`` / ``.csv`` keep, for each combination of the other axes,
+the FIELD value with the highest mean ``eval/METRIC`` over seeds, and report its ``test/*``
+metrics (a test metric is never selected on); the plot then shows those rows.
 
 ``--print_commands`` prints one ``python -m experiments.<experiment> --workdir=...
 --config.<field>=<value> ...`` line per run (the seed, the base config's differences from
@@ -397,9 +400,44 @@ def _write_plot(workdir: str, rows: list[dict], axes: Sequence[str], x: str,
                        count='data/train_examples')
 
 
+def parse_select(text: str) -> tuple[str, str]:
+  """``FIELD:METRIC`` -> (field, metric): the axis to choose and the ``eval/`` (validation)
+  metric to maximise; ``eval/`` may be left out.
+
+  Raises:
+    ValueError: not of that form, or a ``test/`` metric (choosing on test data).
+  """
+  field, sep, metric = text.partition(':')
+  metric = metric[len('eval/'):] if metric.startswith('eval/') else metric
+  if not sep or not field or not metric:
+    raise ValueError(f'--select={text!r} must be FIELD:METRIC, e.g. '
+                     'optim.learning_rate:accuracy')
+  if metric.startswith(('test/', 'data/')):
+    raise ValueError(f'--select={text!r}: choose on a validation (eval/) metric, never test')
+  return field, metric
+
+
+def select_rows(rows: list[dict], axes: Sequence[str], field: str, metric: str) -> list[dict]:
+  """For each combination of the axes other than ``field``, the row whose ``metric`` mean is
+  highest (the first on ties; rows without it never win), in first-seen order.
+
+  Raises:
+    ValueError: no row reports ``metric``.
+  """
+  if not any(r.get(f'{metric}_mean') is not None for r in rows):
+    raise ValueError(f'--select: no run reports eval/{metric}')
+  best = {}
+  for row in rows:
+    key = tuple(row[a] for a in axes if a != field)
+    value = row.get(f'{metric}_mean')
+    if value is not None and (key not in best or value > best[key][f'{metric}_mean']):
+      best[key] = row
+  return list(best.values())
+
+
 def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequence[str] = (),
               base: str = 'default', keep_going: bool = False, plot: str | None = None,
-              plot_metrics: Sequence[str] = ()) -> dict:
+              plot_metrics: Sequence[str] = (), select: tuple[str, str] | None = None) -> dict:
   """Trains (or reads) every run of the sweep, then writes the tables.
 
   Args:
@@ -412,6 +450,9 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
       each of ``plot_metrics`` (default: the first ``test/*`` metric, else the first one)
       against it, mean +- std over seeds, one line per value of the other axes
       (``tools.plots.write_curves``).
+    select: (field, metric) from ``parse_select``: ``WORKDIR/selected.md`` / ``.csv`` keep,
+      per combination of the other axes, the value of ``field`` with the best mean
+      validation ``metric`` (``select_rows``), with its test metrics; the plot shows those.
 
   Returns:
     The summary written to ``WORKDIR/summary.json``: ``eval/<setting folder>/<metric>``
@@ -427,6 +468,9 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
   """
   t_start = time.time()
   runs = plan(experiment, workdir, seeds=seeds, sets=sets, base=base)
+  if select is not None and select[0] not in runs[0].setting:
+    raise ValueError(f'--select={select[0]!r} is not a grid axis of this sweep (axes: '
+                     f'{", ".join(runs[0].setting) or "none"})')
   if plot is not None and plot not in runs[0].setting:
     raise ValueError(f'--plot={plot!r} is not a grid axis of this sweep (axes: '
                      f'{", ".join(runs[0].setting) or "none"})')
@@ -470,8 +514,14 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
     for row, (_, _, failures) in zip(rows, results.values()):
       row['failed'] = '; '.join(failures)
   print(tables.write_results(workdir, rows, labels, names))
+  plotted = rows
+  if select is not None:
+    plotted = select_rows(rows, axes, *select)
+    print(f'selected {select[0]} by the highest mean validation {select[1]}:')
+    print(tables.write_results(workdir, plotted, labels, names, name='selected'))
   if plot and rows:
-    _write_plot(workdir, rows, axes, plot, plot_metrics or _default_plot_metrics(names))
+    _write_plot(workdir, plotted, [a for a in axes if select is None or a != select[0]], plot,
+                plot_metrics or _default_plot_metrics(names))
   out = {_summary_key(folder, m): row[f'{m}_mean']
          for folder, row in zip(results, rows) for m in names}
   out.update(num_runs=len(runs), num_runs_trained=trained, failed_runs=failed,
@@ -508,6 +558,9 @@ def main() -> None:
   plot_metrics = flags.DEFINE_list('plot_metrics', [], 'Table metrics to plot (e.g. '
                                    'test/accuracy,test/tfidf_accuracy); default: the first '
                                    'test/* one.')
+  select = flags.DEFINE_string('select', None, 'FIELD:METRIC: per combination of the other '
+                               'axes, keep the FIELD value with the best mean validation '
+                               'METRIC (selected.md); the plot shows those.')
 
   def run_main(argv):
     if len(argv) > 1:
@@ -522,7 +575,8 @@ def main() -> None:
       preemption.exit_on_sigterm()
       run_sweep(experiment.value, workdir.value, seeds=run_seeds, sets=sets.value,
                 base=base.value, keep_going=keep_going.value, plot=plot.value,
-                plot_metrics=plot_metrics.value)
+                plot_metrics=plot_metrics.value,
+                select=parse_select(select.value) if select.value else None)
     except (ValueError, OSError) as e:  # bad input; a run's failure (RUN_ERRORS) re-raised
       sys.exit(f'error: {e}')
     except preemption.Preempted as e:  # the run in progress saved its checkpoint: rerun resumes

@@ -70,8 +70,8 @@ def _cell(mean: float | None, std: float | None) -> str:
 
 
 def write_results(workdir: str, rows: list[dict], labels: Sequence[str],
-                  metrics: Sequence[str]) -> str:
-  """Writes ``WORKDIR/results.md`` (``markdown``) and ``WORKDIR/results.csv`` (every column
+                  metrics: Sequence[str], name: str = 'results') -> str:
+  """Writes ``WORKDIR/<name>.md`` (``markdown``) and ``WORKDIR/<name>.csv`` (every column
   of ``rows``, full precision, empty where None), each atomically; only process 0 writes.
 
   Returns:
@@ -79,10 +79,10 @@ def write_results(workdir: str, rows: list[dict], labels: Sequence[str],
   """
   text = markdown(rows, labels, metrics)
   if jax.process_index() == 0:
-    fileio.write_atomic(fileio.path(workdir) / 'results.md', text)
+    fileio.write_atomic(fileio.path(workdir) / f'{name}.md', text)
     out = io.StringIO(newline='')
     writer = csv.DictWriter(out, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    fileio.write_atomic(fileio.path(workdir) / 'results.csv', out.getvalue())
+    fileio.write_atomic(fileio.path(workdir) / f'{name}.csv', out.getvalue())
   return text

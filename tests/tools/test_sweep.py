@@ -392,3 +392,31 @@ def test_a_baseline_equal_across_series_is_drawn_once():
   b = plots._series(rows, 'x', ['mode'], 'b')
   assert sorted(a) == ['a (mode=p)', 'a (mode=q)'] and list(b) == ['b']
   np.testing.assert_array_equal(a['a (mode=q)'][1], [0.7])
+
+
+def test_select_keeps_the_best_validation_value_per_group_and_reports_its_test(tmp_path,
+                                                                              monkeypatch):
+  root = str(tmp_path / 'sweep')
+  # Made-up, k = data.max_examples: validation ari favours k = 3 for k-means++ and k = 2
+  # for random (a tie at k = 2 and 4 keeps the first, 2); test/acc = 10 k (+ 1 for random).
+  val = {('k-means++', 2): 0.1, ('k-means++', 3): 0.9, ('k-means++', 4): 0.5,
+         ('random', 2): 0.7, ('random', 3): 0.2, ('random', 4): 0.7}
+
+  def fake(config, workdir):
+    init, k = config.method.init, config.data.max_examples
+    return {'eval/ari': val[init, k] + config.seed * 0.01,
+            'test/acc': 10.0 * k + (init == 'random')}
+
+  monkeypatch.setattr(kmeans, 'train_and_evaluate', fake)
+  sets = ['method.init=k-means++,random', 'data.max_examples=2,3,4']
+  with pytest.raises(ValueError, match='choose on a validation'):
+    sweep.parse_select('data.max_examples:test/acc')
+  with pytest.raises(ValueError, match="--select='method.n' is not a grid axis"):
+    sweep.run_sweep('kmeans', root, seeds=(0, 1), base='smoke', sets=sets,
+                    select=('method.n', 'ari'))
+  sweep.run_sweep('kmeans', root, seeds=(0, 1), base='smoke', sets=sets,
+                  select=sweep.parse_select('data.max_examples:eval/ari'))
+  with open(os.path.join(root, 'selected.csv'), newline='', encoding='utf-8') as f:
+    rows = list(csv.DictReader(f))
+  assert [(r['method.init'], r['data.max_examples'], float(r['test/acc_mean'])) for r in rows] == [
+      ('k-means++', '3', 30.0), ('random', '2', 21.0)]
