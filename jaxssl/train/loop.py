@@ -191,7 +191,10 @@ def _keep_best(state, metrics: dict, select: str | None, step: int):
   if select not in metrics:
     raise KeyError(f'select={select!r} is not one of the evaluation metrics {sorted(metrics)}')
   best = state.extra['best']
-  if not metrics[select] > float(jax.device_get(best['value'])):
+  # Compared in the stored dtype (float32): a float64 tie stored rounded down would otherwise
+  # beat itself at a later step.
+  value = np.asarray(metrics[select], best['value'].dtype)
+  if not value > jax.device_get(best['value']):
     return state
   logging.info('step %d: best %s so far (%.6g)', step, select, metrics[select])
   # Under jit every leaf is a new buffer on the best's shardings: the step donates
@@ -199,8 +202,7 @@ def _keep_best(state, metrics: dict, select: str | None, step: int):
   keep = jax.jit(lambda params, value, at: {'params': jax.tree.map(jnp.copy, params),
                                              'value': value, 'step': at},
                  out_shardings=jax.tree.map(lambda x: x.sharding, best))
-  kept = keep(state.params, np.asarray(metrics[select], best['value'].dtype),
-              np.asarray(step, best['step'].dtype))
+  kept = keep(state.params, value, np.asarray(step, best['step'].dtype))
   return state.replace(extra={**state.extra, 'best': kept})
 
 

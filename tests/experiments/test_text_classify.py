@@ -201,11 +201,12 @@ def test_keep_best_copies_the_parameters_and_keeps_the_earlier_of_ties():
   params = {'w': jnp.ones(3)}
   state = state_lib.create(params, optax.sgd(1.0), graphdef=None,
                            extra={'best': loop.best_state(params)})
-  for step, value in [(1, 0.2), (2, 0.5), (3, 0.5), (4, 0.4)]:
+  # 0.7 is stored as float32 0.69999999: a later 0.7 must still tie, not win.
+  for step, value in [(1, 0.2), (2, 0.7), (3, 0.7), (4, 0.4)]:
     state = state.replace(params={'w': jnp.full(3, float(step))})
     state = loop._keep_best(state, {'accuracy': value}, 'accuracy', step)
   best = jax.device_get(state.extra['best'])
-  assert int(best['step']) == 2 and float(best['value']) == 0.5
+  assert int(best['step']) == 2 and float(best['value']) == np.float32(0.7)
   np.testing.assert_array_equal(best['params']['w'], [2.0, 2.0, 2.0])
 
 
