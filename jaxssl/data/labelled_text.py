@@ -19,6 +19,8 @@ import os
 import zlib
 from collections.abc import Iterator, Sequence
 
+from etils import epath
+
 from jaxssl import fileio
 
 _FORMATS = {'.csv': 'csv', '.tsv': 'tsv', '.jsonl': 'jsonl', '.json': 'jsonl',
@@ -50,7 +52,7 @@ def file_format(path: str) -> str:
   """
   name = os.fspath(path).lower()
   name = name[:-3] if name.endswith('.gz') else name
-  ext = os.path.splitext(name)[1]
+  ext = epath.Path(name).suffix  # pure: the name of a local file or a gs:// object alike
   if ext not in _FORMATS:
     raise LabelledFileError(f'{path}: unknown labelled-file format {ext!r}; name it '
                             '.csv, .tsv or .jsonl (JSON lines), optionally .gz.')

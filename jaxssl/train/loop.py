@@ -183,6 +183,11 @@ def best_state(params) -> dict:
           'step': jnp.zeros((), jnp.int32)}
 
 
+def _best_entry(params, value, at) -> dict:
+  # One module-level function, so each new best reuses its trace instead of a new lambda's.
+  return {'params': jax.tree.map(jnp.copy, params), 'value': value, 'step': at}
+
+
 def _keep_best(state, metrics: dict, select: str | None, step: int):
   """``state`` with ``extra['best']`` replaced by its params at ``step`` when
   ``metrics[select]`` beats the best so far."""
@@ -199,9 +204,7 @@ def _keep_best(state, metrics: dict, select: str | None, step: int):
   logging.info('step %d: best %s so far (%.6g)', step, select, metrics[select])
   # Under jit every leaf is a new buffer on the best's shardings: the step donates
   # state.params, so the kept copy must not alias it (and host scalars enter replicated).
-  keep = jax.jit(lambda params, value, at: {'params': jax.tree.map(jnp.copy, params),
-                                             'value': value, 'step': at},
-                 out_shardings=jax.tree.map(lambda x: x.sharding, best))
+  keep = jax.jit(_best_entry, out_shardings=jax.tree.map(lambda x: x.sharding, best))
   kept = keep(state.params, value, np.asarray(step, best['step'].dtype))
   return state.replace(extra={**state.extra, 'best': kept})
 
