@@ -34,8 +34,8 @@ for an image representation learner) so that ``tools.sweep`` and ``tools.compare
 import importlib
 
 EXPERIMENTS = ('mlm_pretrain', 'clm_pretrain', 'autoencoder', 'vae', 'dcgan', 'kmeans', 'simclr',
-               'byol', 'text_classify')
-DOWNSTREAM = ('text_classify',)  # they start from another run's workdir
+               'byol', 'text_classify', 'image_classify')
+DOWNSTREAM = ('text_classify', 'image_classify')  # they start from another run's workdir
 # Those with a train step that start from nothing (benchmarks run these as they are).
 TRAINING = tuple(name for name in EXPERIMENTS if name != 'kmeans' and name not in DOWNSTREAM)
 LEARNERS = ('autoencoder', 'vae', 'simclr', 'byol')

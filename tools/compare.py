@@ -24,6 +24,14 @@ finished and its ``summary.json`` unchanged: a run retrained in place (same conf
 training, so a new summary) makes the comparison measure again (as does deleting
 ``WORKDIR/summary.json``).
 Not part of CI: the default took 44.5 minutes on 2 CPU cores (README has the table).
+
+With ``--config.transfer.label_fractions='(0.01,0.1,1.0)'`` (off by default) each trained
+encoder is also moved to ``transfer.data`` (the digits unless set) by
+``experiments.image_classify`` in ``transfer.mode`` (finetune or probe), once per fraction,
+in ``WORKDIR/transfer/<run folder>/<its summary's sha256[:12]>/<mode>_<fraction>`` (a run
+retrained in place gets new transfer runs); column ``transfer_<fraction>`` is its test
+accuracy. The random-init rows are the same architecture trained from scratch on the same
+labels (``mode=scratch``), the raw-pixel row logistic regression on the resized pixels.
 """
 
 from __future__ import annotations
@@ -32,12 +40,14 @@ import hashlib
 import json
 import time
 
+import jax
 import ml_collections
 from absl import logging
 
 import experiments
+from experiments import image_classify
 from jaxssl import config_checks, fileio
-from jaxssl.data import images
+from jaxssl.data import image_tasks, images
 from jaxssl.eval import representation
 from jaxssl.train import cli, writers
 from jaxssl.train import workdir as workdir_lib
@@ -46,6 +56,7 @@ from tools import encoders, tables
 EXPERIMENT = 'compare'
 METRICS = ('linear_probe_accuracy', 'knn_accuracy', 'kmeans_ari')
 RAW_PIXELS = 'raw pixels'
+TRANSFER_MODES = ('finetune', 'probe')  # the random-init rows are trained from scratch
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -57,6 +68,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.smoke = False  # Start from each learner's smoke_config (tiny models; for tests).
   c.data = images.data_config()  # The data of every run (and of the raw-pixel baseline).
   c.eval = representation.digits_eval_config()  # The protocol; eval.seed is set to the run's.
+  c.transfer = ml_collections.ConfigDict()
+  # Label fractions of transfer.data each encoder is moved to by experiments.image_classify,
+  # e.g. (0.01, 0.1, 1.0): a column transfer_<fraction> each; () is off.
+  c.transfer.label_fractions = ()
+  c.transfer.mode = 'finetune'  # finetune | probe.
+  c.transfer.data = image_tasks.data_config()  # The target images (the digits by default).
   return c
 
 
@@ -80,6 +97,51 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'max_train_steps={config.max_train_steps} must be an integer >= 1')
   images.check_config(config)
   representation.check_config(config.eval)
+  fractions = tuple(config.transfer.label_fractions)
+  if fractions:
+    config_checks.one_of(config, 'transfer.mode', TRANSFER_MODES)
+    if any(isinstance(f, bool) or not 0 < f <= 1 for f in fractions):
+      raise ValueError(f'transfer.label_fractions={fractions}: each must be in (0, 1]')
+    try:
+      image_classify.validate_config(transfer_config(config, 'unset', 0, config.transfer.mode,
+                                                     fractions[0]), jax.device_count())
+    except ValueError as e:
+      raise ValueError(f'transfer: {e}') from e
+
+
+def metric_names(config) -> tuple[str, ...]:
+  """The table's columns: ``METRICS``, then ``transfer_<fraction>`` for each fraction."""
+  return METRICS + tuple(f'transfer_{f:g}' for f in config.transfer.label_fractions)
+
+
+def transfer_config(config, run_dir: str, seed: int, mode: str, fraction: float):
+  """``image_classify``'s default (or smoke) config moving ``run_dir``'s encoder."""
+  c = image_classify.smoke_config() if config.smoke else image_classify.get_config()
+  c.pretrained_workdir = run_dir
+  c.seed = seed
+  c.mode = mode
+  c.data = ml_collections.ConfigDict(config.transfer.data.to_dict())
+  c.data.label_fraction = float(fraction)
+  return c
+
+
+def _transfer(config, run_dir: str, seed: int, fingerprint: str, workdir: str):
+  """({transfer_<f>: test accuracy} of the encoder, of its architecture from scratch, and of
+  the raw-pixel baseline); finished transfer runs are only read."""
+  trained, scratch, pixels = {}, {}, {}
+  for fraction in config.transfer.label_fractions:
+    column = f'transfer_{fraction:g}'
+    for mode, out in ((config.transfer.mode, trained), ('scratch', scratch)):
+      c = transfer_config(config, run_dir, seed, mode, fraction)
+      where = fileio.join(workdir, 'transfer', _relative(run_dir, workdir), fingerprint[:12],
+                          f'{mode}_{fraction:g}')
+      summary = workdir_lib.finished_summary(where, image_classify.EXPERIMENT, c)
+      if summary is None:
+        summary = image_classify.train_and_evaluate(c, where)
+      out[column] = summary['test/accuracy']
+      if 'test/pixel_lr_accuracy' in summary:
+        pixels[column] = summary['test/pixel_lr_accuracy']
+  return trained, scratch, pixels
 
 
 def run_config(method: str, seed: int, config: ml_collections.ConfigDict):
@@ -175,6 +237,13 @@ def measure_runs(config: ml_collections.ConfigDict,
     trained.append(_measure(encoder.embed_fn, encoder.variables, data, config.eval, seed))
     fresh = encoders.fresh(method, encoder.config)
     random.append(_measure(fresh.embed_fn, fresh.variables, data, config.eval, seed))
+    if config.transfer.label_fractions:
+      moved, scratch, pixels = _transfer(config, run_dir, seed,
+                                         fingerprints[_relative(run_dir, workdir)], workdir)
+      trained[-1].update(moved)
+      random[-1].update(scratch)
+      pixel_row = rows[RAW_PIXELS][config.seeds.index(seed)]
+      pixel_row.update({k: v for k, v in pixels.items() if k not in pixel_row})
   return rows, fingerprints
 
 
@@ -209,24 +278,25 @@ def finished_rows(config: ml_collections.ConfigDict, workdir: str):
     return None  # the tables are missing or damaged: measure again
 
 
-def table(rows: dict[str, list[dict]]) -> list[dict]:
+def table(rows: dict[str, list[dict]], metrics: tuple[str, ...] = METRICS) -> list[dict]:
   """Means and standard deviations over seeds (``tables.summarize``).
 
   Args:
     rows: {row name: [one {metric: value} dict per seed]}, metrics as in ``METRICS``
-      (accuracies and ARI, unitless in [0, 1] or [-0.5, 1]).
+      (accuracies and ARI, unitless in [0, 1] or [-0.5, 1]) and ``metric_names``.
+    metrics: the columns.
 
   Returns:
     One dict per row, in order: ``method`` (the row name), ``seeds`` (count), and for each
     metric ``<metric>_mean`` and ``<metric>_std`` (sample std, ddof=1; None for one seed).
   """
-  return tables.summarize([({'method': name}, runs) for name, runs in rows.items()], METRICS)
+  return tables.summarize([({'method': name}, runs) for name, runs in rows.items()], metrics)
 
 
-def markdown(summary_rows: list[dict]) -> str:
+def markdown(summary_rows: list[dict], metrics: tuple[str, ...] = METRICS) -> str:
   """The ``table`` rows as a GitHub Markdown table: one line per row, each metric as
   ``mean +- std`` to 4 decimals, ending with a newline."""
-  return tables.markdown(summary_rows, ('method',), METRICS)
+  return tables.markdown(summary_rows, ('method',), metrics)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -242,20 +312,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   t_start = time.time()
   validate_config(config)
+  names = metric_names(config)
   finished = finished_rows(config, workdir)
   if finished is not None:
     logging.info('%s holds this comparison, finished: reading its results', workdir)
     summary, rows = finished
-    print(tables.write_results(workdir, table(rows), ('method',), METRICS))
+    print(tables.write_results(workdir, table(rows, names), ('method',), names))
     return summary
   workdir_lib.start(workdir, EXPERIMENT, config)
   rows, fingerprints = measure_runs(config, workdir)
-  summary_rows = table(rows)
-  text = tables.write_results(workdir, summary_rows, ('method',), METRICS)
+  summary_rows = table(rows, names)
+  text = tables.write_results(workdir, summary_rows, ('method',), names)
   writers.write_json(fileio.path(workdir) / 'results.json',
                      {'seeds': list(config.seeds), 'runs': rows, 'run_summaries': fingerprints})
   print(text)
-  summary = {f'eval/{r["method"]}/{m}': r[f'{m}_mean'] for r in summary_rows for m in METRICS}
+  summary = {f'eval/{r["method"]}/{m}': r[f'{m}_mean'] for r in summary_rows for m in names}
   summary.update(experiment=EXPERIMENT, config=config_checks.as_json(config.to_dict()),
                  wall_time_s=time.time() - t_start)
   writers.write_json(fileio.path(workdir) / 'summary.json', summary)

@@ -39,10 +39,12 @@ one finished seed has no std: ``0.1234 +- -`` in Markdown, an empty CSV cell).
 ``eval/<setting>/<metric>`` (``test/<setting>/<metric>``) and the sweep's config.
 ``--plot=FIELD`` (a numeric axis) also writes ``WORKDIR/curves.png``: ``--plot_metrics``
 against that field, a line per value of the other axes (the label-efficiency curve of
-``experiments.text_classify``, README). ``--select=FIELD:METRIC`` chooses a hyperparameter on
-validation: ``WORKDIR/selected.md`` / ``.csv`` keep, for each combination of the other axes,
-the FIELD value with the highest mean ``eval/METRIC`` over seeds, and report its ``test/*``
-metrics (a test metric is never selected on); the plot then shows those rows.
+``experiments.text_classify`` and ``image_classify``, README); with ``--plot_by_count`` the
+horizontal axis is the number of labelled examples (``data/train_examples``) instead.
+``--select=FIELD:METRIC`` chooses a hyperparameter on validation: ``WORKDIR/selected.md`` /
+``.csv`` keep, for each combination of the other axes, the FIELD value with the highest mean
+``eval/METRIC`` over seeds, and report its ``test/*`` metrics (a test metric is never
+selected on); the plot then shows those rows.
 
 ``--print_commands`` prints one ``python -m experiments.<experiment> --workdir=...
 --config.<field>=<value> ...`` line per run (the seed, the base config's differences from
@@ -389,7 +391,7 @@ def _default_plot_metrics(names: Sequence[str]) -> list[str]:
 
 
 def _write_plot(workdir: str, rows: list[dict], axes: Sequence[str], x: str,
-                metrics: Sequence[str]) -> None:
+                metrics: Sequence[str], by_count: bool = False) -> None:
   missing = [m for m in metrics if f'{m}_mean' not in rows[0]]
   if missing:
     raise ValueError(f'--plot_metrics: no metric {missing[0]!r} in the runs; they report '
@@ -397,7 +399,7 @@ def _write_plot(workdir: str, rows: list[dict], axes: Sequence[str], x: str,
   if jax.process_index() == 0:
     plots.write_curves(fileio.path(workdir) / 'curves.png', rows, x=x,
                        series=[a for a in axes if a != x], metrics=metrics,
-                       count='data/train_examples')
+                       count='data/train_examples', count_as_x=by_count)
 
 
 def parse_select(text: str) -> tuple[str, str]:
@@ -437,7 +439,8 @@ def select_rows(rows: list[dict], axes: Sequence[str], field: str, metric: str) 
 
 def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequence[str] = (),
               base: str = 'default', keep_going: bool = False, plot: str | None = None,
-              plot_metrics: Sequence[str] = (), select: tuple[str, str] | None = None) -> dict:
+              plot_metrics: Sequence[str] = (), select: tuple[str, str] | None = None,
+              plot_by_count: bool = False) -> dict:
   """Trains (or reads) every run of the sweep, then writes the tables.
 
   Args:
@@ -450,6 +453,8 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
       each of ``plot_metrics`` (default: the first ``test/*`` metric, else the first one)
       against it, mean +- std over seeds, one line per value of the other axes
       (``tools.plots.write_curves``).
+    plot_by_count: the plot's horizontal axis is the runs' mean ``data/train_examples`` at
+      each value of ``plot`` (the number of labelled examples of a label fraction).
     select: (field, metric) from ``parse_select``: ``WORKDIR/selected.md`` / ``.csv`` keep,
       per combination of the other axes, the value of ``field`` with the best mean
       validation ``metric`` (``select_rows``), with its test metrics; the plot shows those.
@@ -521,7 +526,7 @@ def run_sweep(experiment: str, workdir: str, *, seeds: Sequence[int], sets: Sequ
     print(tables.write_results(workdir, plotted, labels, names, name='selected'))
   if plot and rows:
     _write_plot(workdir, plotted, [a for a in axes if select is None or a != select[0]], plot,
-                plot_metrics or _default_plot_metrics(names))
+                plot_metrics or _default_plot_metrics(names), plot_by_count)
   out = {_summary_key(folder, m): row[f'{m}_mean']
          for folder, row in zip(results, rows) for m in names}
   out.update(num_runs=len(runs), num_runs_trained=trained, failed_runs=failed,
@@ -558,6 +563,9 @@ def main() -> None:
   plot_metrics = flags.DEFINE_list('plot_metrics', [], 'Table metrics to plot (e.g. '
                                    'test/accuracy,test/tfidf_accuracy); default: the first '
                                    'test/* one.')
+  plot_by_count = flags.DEFINE_bool('plot_by_count', False, 'The plot\'s x axis: the '
+                                     'number of labelled examples (data/train_examples) at '
+                                     'each --plot value, instead of the value.')
   select = flags.DEFINE_string('select', None, 'FIELD:METRIC: per combination of the other '
                                'axes, keep the FIELD value with the best mean validation '
                                'METRIC (selected.md); the plot shows those.')
@@ -575,7 +583,7 @@ def main() -> None:
       preemption.exit_on_sigterm()
       run_sweep(experiment.value, workdir.value, seeds=run_seeds, sets=sets.value,
                 base=base.value, keep_going=keep_going.value, plot=plot.value,
-                plot_metrics=plot_metrics.value,
+                plot_metrics=plot_metrics.value, plot_by_count=plot_by_count.value,
                 select=parse_select(select.value) if select.value else None)
     except (ValueError, OSError) as e:  # bad input; a run's failure (RUN_ERRORS) re-raised
       sys.exit(f'error: {e}')

@@ -14,8 +14,9 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import experiments
-from experiments import (autoencoder, byol, clm_pretrain, dcgan, mlm_pretrain, simclr,
-                         text_classify, vae)
+from benchmarks import image_standins
+from experiments import (autoencoder, byol, clm_pretrain, dcgan, image_classify, mlm_pretrain,
+                         simclr, text_classify, vae)
 from jaxssl.losses import lm
 from jaxssl.parallel import sharding
 from jaxssl.train import rngs
@@ -135,5 +136,59 @@ def test_text_classify_whole_run_on_eight_devices_with_sharded_parameters(classi
   config = classify_config.copy_and_resolve_references()
   config.mesh.fsdp = 2
   summary = text_classify.train_and_evaluate(config, str(tmp_path / 'w'))
+  assert summary['step'] == config.num_train_steps
+  assert 0 <= summary['test/accuracy'] <= 1 and summary['test/selected_step'] >= 3
+
+
+@pytest.fixture(scope='module')
+def image_config(tmp_path_factory):
+  """image_classify's smoke config: a SimCLR smoke run (8x8x1 digits, 8 devices) moved to
+  32x32x3 IDX images."""
+  root = tmp_path_factory.mktemp('image_classify')
+  learner = simclr.smoke_config()
+  learner.data.cache_dir = str(root / 'cache')
+  simclr.train_and_evaluate(learner, str(root / 'simclr'))
+  image_standins.write_standin('natural32', str(root / 'natural32'), num_train=120, num_test=30)
+  config = image_classify.smoke_config()
+  config.pretrained_workdir = str(root / 'simclr')
+  config.data.files = str(root / 'natural32' / '*')
+  config.data.cache_dir = str(root / 'cache')
+  config.eval.global_batch_size = 32
+  return config
+
+
+@pytest.mark.parametrize('mode', ['finetune', 'probe'])
+@pytest.mark.parametrize('fsdp', [1, 2])
+def test_image_classify_eight_device_step_matches_one_device(image_config, mode, fsdp):
+  # Fine-tuning normalises BatchNorm over the global batch: the same on 1 and 8 devices.
+  config = image_config.copy_and_resolve_references()
+  config.mode = mode
+  data = image_classify.prepare_data(config, None)
+  train_step = functools.partial(image_classify.train_step, config=config)
+  batch_np = {k: v[:config.global_batch_size] for k, v in data['train'].items()}
+  results = []
+  try:
+    for n, f in ((1, 1), (8, fsdp)):
+      config.mesh.fsdp = f
+      mesh = multidevice.mesh(n, f)
+      state = image_classify.create_train_state(config, data, mesh,
+                                                rngs.run_keys(config.seed).init)
+      step = sharding.jit_train_step(train_step, state_lib.shardings(state), mesh)
+      for _ in range(2):
+        state, metrics = step(state, sharding.put_batch(batch_np, mesh), jax.random.key(3))
+      results.append(jax.device_get((state.params, metrics)))
+  finally:
+    data['manager'].close()
+  (p1, m1), (p8, m8) = results
+  for name in m1:
+    np.testing.assert_allclose(m8[name], m1[name], rtol=1e-5, err_msg=name)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-5, rtol=1e-5), p8, p1)
+
+
+def test_image_classify_whole_run_on_eight_devices_with_sharded_parameters(image_config,
+                                                                           tmp_path):
+  config = image_config.copy_and_resolve_references()
+  config.mesh.fsdp = 2
+  summary = image_classify.train_and_evaluate(config, str(tmp_path / 'w'))
   assert summary['step'] == config.num_train_steps
   assert 0 <= summary['test/accuracy'] <= 1 and summary['test/selected_step'] >= 3

@@ -130,3 +130,40 @@ def test_bad_config_values_are_named(field, value, message, tmp_path):
     config[field] = value
   with pytest.raises(ValueError, match=message):
     compare.train_and_evaluate(config, str(tmp_path))
+
+
+def test_transfer_columns_are_the_image_classify_runs_of_each_encoder(cache_dir, tmp_path):
+  config = compare.get_config()
+  config.smoke = True
+  config.methods = ('autoencoder',)
+  config.seeds = (0, 1)
+  config.max_train_steps = 4
+  config.data.cache_dir = cache_dir
+  config.eval = smoke(simclr, cache_dir).eval
+  config.transfer.label_fractions = (0.5,)
+  config.transfer.mode = 'probe'
+  config.transfer.data.cache_dir = cache_dir
+  workdir = str(tmp_path)
+  summary = compare.train_and_evaluate(config, workdir)
+  got = {'probe': [], 'scratch': [], 'pixels': []}
+  for seed in (0, 1):
+    run = os.path.join(workdir, 'autoencoder', 'steps_4', f'seed_{seed}')
+    with open(os.path.join(run, 'summary.json'), 'rb') as f:
+      fingerprint = hashlib.sha256(f.read()).hexdigest()[:12]
+    for mode in ('probe', 'scratch'):
+      with open(os.path.join(workdir, 'transfer', 'autoencoder', 'steps_4', f'seed_{seed}',
+                             fingerprint, f'{mode}_0.5', 'summary.json')) as f:
+        moved = json.load(f)
+      assert (moved['config']['pretrained_workdir'], moved['config']['mode'], moved['seed'],
+              moved['config']['data']['label_fraction']) == (run, mode, seed, 0.5)
+      got[mode].append(moved['test/accuracy'])
+    got['pixels'].append(moved['test/pixel_lr_accuracy'])
+  for row, values in (('autoencoder', got['probe']), ('autoencoder (random init)',
+                                                       got['scratch']),
+                      ('raw pixels', got['pixels'])):
+    assert summary[f'eval/{row}/transfer_0.5'] == pytest.approx(np.mean(values))
+  header = open(os.path.join(workdir, 'results.md'), encoding='utf-8').readline()
+  assert header.rstrip().endswith('| kmeans_ari | transfer_0.5 |')
+  config.transfer.mode = 'scratch'
+  with pytest.raises(ValueError, match='transfer.mode'):
+    compare.validate_config(config)

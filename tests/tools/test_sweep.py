@@ -258,7 +258,8 @@ WIDTHS_HINT = ('--set model.widths: \'8\' is not a tuple of int: write each tupl
     ('autoencoder', [], (0, -1), '--seeds: -1 is not an integer >= 0'),
     ('autoencoder', [], (1, 1), '--seeds: 1 is listed twice'),
     ('autoencodr', [], (0,), "--experiment='autoencodr' is not one of mlm_pretrain, "
-     'clm_pretrain, autoencoder, vae, dcgan, kmeans, simclr, byol, text_classify'),
+     'clm_pretrain, autoencoder, vae, dcgan, kmeans, simclr, byol, text_classify, '
+     'image_classify'),
 ])
 def test_bad_input_is_one_clear_line(experiment, sets, seeds, message):
   with pytest.raises(ValueError) as e:
@@ -392,6 +393,19 @@ def test_a_baseline_equal_across_series_is_drawn_once():
   b = plots._series(rows, 'x', ['mode'], 'b')
   assert sorted(a) == ['a (mode=p)', 'a (mode=q)'] and list(b) == ['b']
   np.testing.assert_array_equal(a['a (mode=q)'][1], [0.7])
+
+
+def test_plot_by_count_places_each_value_at_its_number_of_labelled_examples():
+  from tools import plots  # pylint: disable=import-outside-toplevel
+  rows = [{'f': f, 'mode': m, 'n_mean': n, 'a_mean': a, 'a_std': None}
+          for f, n, a in (('0.1', 13.0, 0.5), ('1.0', 130.0, 0.9)) for m in ('p', 'q')]
+  positions, ticks, position = plots._x_axis(rows, 'f', 'n', True)
+  assert positions == [13.0, 130.0] and ticks == ['13\nf = 0.1', '130\nf = 1']
+  np.testing.assert_array_equal(plots._series(rows, 'f', ['mode'], 'a', position)['a'][0],
+                                [13.0, 130.0])
+  assert plots._x_axis(rows, 'f', 'n', False)[:2] == ([0.1, 1.0], ['0.1\nn = 13', '1\nn = 130'])
+  with pytest.raises(ValueError, match='--plot_by_count: the runs report no n for f=0.1'):
+    plots._x_axis([{'f': '0.1'}], 'f', 'n', True)
 
 
 def test_select_keeps_the_best_validation_value_per_group_and_reports_its_test(tmp_path,
