@@ -129,20 +129,6 @@ def prepare_data(config: ml_collections.ConfigDict, workdir: str | None) -> dict
   return dict(task, learner=learner, manager=manager, info=info)
 
 
-def batch_size(config, num_examples: int, num_devices: int) -> int:
-  """``global_batch_size``, or fewer when the labelled subset is smaller (the largest
-  multiple of the device count that fits).
-
-  Raises:
-    ValueError: fewer labelled examples than devices.
-  """
-  size = min(config.global_batch_size, num_examples - num_examples % num_devices)
-  if size < 1:
-    raise ValueError(f'{num_examples} labelled training images cannot fill a batch over '
-                     f'{num_devices} devices: raise data.label_fraction.')
-  return size
-
-
 # ----------------------------------------------------------------------------- model
 
 def param_labels(params: dict, mode: str) -> dict:
@@ -309,8 +295,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       functools.partial(predict_step, graphdef=state.graphdef),
       state_lib.shardings(state).params, mesh)
   batch_config = ml_collections.ConfigDict(dict(
-      seed=config.seed, global_batch_size=batch_size(config, len(data['train']['label']),
-                                                     mesh.devices.size)))
+      seed=config.seed, global_batch_size=pipeline.subset_batch_size(
+      config.global_batch_size, len(data['train']['label']), mesh.devices.size)))
   evaluate = lambda params, split: evaluate_split(predict_fn, params, data[split], mesh,
                                                   config, k)
   selected = {}

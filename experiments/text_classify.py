@@ -31,14 +31,14 @@ import optax
 from absl import logging
 from flax import nnx
 from jax.experimental import multihost_utils
-from sklearn import feature_extraction, linear_model, metrics
+from sklearn import feature_extraction, linear_model
 
 import experiments
 from experiments import pretrained as pretrained_lib
 from jaxssl import config_checks, fileio
 from jaxssl.data import pipeline, text, text_tasks
 from jaxssl.data import tokenizer as tokenizer_lib
-from jaxssl.eval import driver
+from jaxssl.eval import classification, driver
 from jaxssl.models import text_classifier
 from jaxssl.parallel import sharding
 from jaxssl.train import cli, loop, optim, rngs, run_config
@@ -209,20 +209,6 @@ def prepare_data(config: ml_collections.ConfigDict, workdir: str | None) -> dict
   return dict(splits, task=task, pretrained=pretrained, manager=manager, info=info)
 
 
-def batch_size(config, num_examples: int, num_devices: int) -> int:
-  """The training batch: ``global_batch_size``, or fewer when the labelled subset is
-  smaller (the largest multiple of the device count that fits).
-
-  Raises:
-    ValueError: fewer labelled examples than devices.
-  """
-  size = min(config.global_batch_size, num_examples - num_examples % num_devices)
-  if size < 1:
-    raise ValueError(f'{num_examples} labelled training examples cannot fill a batch over '
-                     f'{num_devices} devices: raise data.label_fraction.')
-  return size
-
-
 # ----------------------------------------------------------------------------- model
 
 def pooling(config, pretrained: pretrained_lib.Pretrained) -> str:
@@ -322,18 +308,11 @@ def predict_step(params, batch, *, graphdef):
               weights=batch['weights'])
 
 
-def scores(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
-  """accuracy and macro_f1 (unweighted mean of per-class F1 over all classes, a class never
-  predicted nor present counting 0; scikit-learn's ``f1_score``)."""
-  return {'accuracy': float(np.mean(pred == labels)),
-          'macro_f1': float(metrics.f1_score(labels, pred, labels=np.arange(num_classes),
-                                             average='macro', zero_division=0))}
-
-
 def evaluate_split(predict_fn, params, rows, mesh, config, num_classes) -> dict[str, float]:
   out = driver.per_example_over_split(predict_fn, params, rows, mesh,
                                       global_batch_size=config.eval.global_batch_size)
-  return dict(scores(out['pred'], rows['label'], num_classes), loss=float(out['loss'].mean()))
+  return dict(classification.scores(out['pred'], rows['label'], num_classes),
+              loss=float(out['loss'].mean()))
 
 
 def baselines(task: text_tasks.TextTask, c_grid) -> dict[str, float]:
@@ -354,12 +333,10 @@ def baselines(task: text_tasks.TextTask, c_grid) -> dict[str, float]:
   out = {}
   if fits:
     val_acc, _, c, model = max(fits, key=lambda f: f[:2])
-    tfidf = scores(model.predict(x_test), task.test.labels, k)
+    tfidf = classification.scores(model.predict(x_test), task.test.labels, k)
     out.update(tfidf_accuracy=tfidf['accuracy'], tfidf_macro_f1=tfidf['macro_f1'],
                tfidf_c=float(c), tfidf_validation_accuracy=float(val_acc))
-  majority = np.bincount(task.train.labels, minlength=k).argmax()
-  m = scores(np.full(len(task.test), majority), task.test.labels, k)
-  out.update(majority_accuracy=m['accuracy'], majority_macro_f1=m['macro_f1'])
+  out.update(classification.majority(task.train.labels, task.test.labels, k))
   return out
 
 
@@ -380,8 +357,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       functools.partial(predict_step, graphdef=state.graphdef),
       state_lib.shardings(state).params, mesh)
   batch_config = ml_collections.ConfigDict(dict(
-      seed=config.seed, global_batch_size=batch_size(config, len(data['task'].train),
-                                                     mesh.devices.size)))
+      seed=config.seed, global_batch_size=pipeline.subset_batch_size(
+      config.global_batch_size, len(data['task'].train), mesh.devices.size)))
 
   def test(params):
     return dict(evaluate_split(predict_fn, params, data['test'], mesh, config, k),

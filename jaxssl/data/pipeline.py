@@ -161,3 +161,17 @@ def steps_for_epochs(config, num_examples: int, *, unit: str = 'examples') -> in
                      f'global_batch_size={config.global_batch_size}, fewer than '
                      f'optim.warmup_steps={config.optim.warmup_steps} or none at all')
   return steps
+
+
+def subset_batch_size(global_batch_size: int, num_examples: int, num_devices: int) -> int:
+  """The training batch of a small labelled subset: ``global_batch_size``, or fewer when the
+  subset is smaller (the largest multiple of ``num_devices`` that fits).
+
+  Raises:
+    ValueError: fewer examples than devices.
+  """
+  size = min(global_batch_size, num_examples - num_examples % num_devices)
+  if size < 1:
+    raise ValueError(f'{num_examples} labelled training examples cannot fill a batch over '
+                     f'{num_devices} devices: raise data.label_fraction.')
+  return size

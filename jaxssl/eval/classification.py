@@ -1,8 +1,8 @@
 """Scores of a classifier's test predictions, and the baselines a transfer run is read against.
 
-``scores`` is ``experiments.text_classify``'s definition (accuracy, and scikit-learn's macro
-F1 over every class); the baselines are fitted on the same labelled subset as the model:
-the majority class, and multinomial logistic regression on given features (raw pixels for
+``scores`` (accuracy, and scikit-learn's macro F1 over every class) is what ``text_classify``
+and ``image_classify`` report; the baselines are fitted on the same labelled subset as the
+model: the majority class, and multinomial logistic regression on given features (raw pixels for
 images) with C chosen on validation accuracy.
 """
 

@@ -111,3 +111,11 @@ def test_epoch_permutation_is_drawn_once_and_shared_read_only():
   assert pipeline.epoch_permutation(12, seed=5, epoch=0) is first  # cached, not redrawn
   with pytest.raises(ValueError):
     first[0] = 0  # a caller cannot corrupt the cached order
+
+
+def test_subset_batch_size_is_the_largest_device_multiple_that_fits():
+  # 20 examples over 8 devices: 16 (2 per device); enough examples: the configured 32.
+  assert pipeline.subset_batch_size(32, 20, 8) == 16
+  assert pipeline.subset_batch_size(32, 100, 8) == 32
+  with pytest.raises(ValueError, match='5 labelled training examples.*8 devices'):
+    pipeline.subset_batch_size(32, 5, 8)
