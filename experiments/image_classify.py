@@ -38,11 +38,11 @@ import optax
 
 import experiments
 from experiments import pretrained_images
-from jaxssl import config_checks, fileio
+from jaxssl import config_checks
 from jaxssl.data import image_convert, image_tasks, images, pipeline, sources
 from jaxssl.eval import classification, driver
 from jaxssl.parallel import sharding
-from jaxssl.train import cli, loop, optim, rngs, run_config, writers
+from jaxssl.train import cli, loop, optim, rngs, run_config
 from jaxssl.train import state as state_lib
 
 EXPERIMENT = 'image_classify'
@@ -299,21 +299,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       config.global_batch_size, len(data['train']['label']), mesh.devices.size)))
   evaluate = lambda params, split: evaluate_split(predict_fn, params, data[split], mesh,
                                                   config, k)
-  selected = {}
-
-  def test(params):
-    selected.update(evaluate(params, 'validation'))
-    return dict(evaluate(params, 'test'), **baselines(data, config))
-
-  summary = loop.train(
+  test = lambda params: dict(evaluate(params, 'test'), **baselines(data, config))
+  return loop.train(
       run, state, functools.partial(train_step, config=config),
       pipeline.batch_getter(data['train'], mesh, batch_config),
       lambda state, step: evaluate(state.params, 'validation'), rng=rng_train,
       info=dict(data['info'], **{'data/global_batch_size': batch_config.global_batch_size}),
       select='accuracy', test=test)
-  summary.update({f'eval/{name}': value for name, value in selected.items()})
-  writers.write_json(fileio.path(workdir) / 'summary.json', summary)
-  return summary
 
 
 if __name__ == '__main__':

@@ -67,7 +67,8 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
     select: an ``evaluate`` metric to maximise (validation accuracy, say): after each
       evaluation that beats every earlier one, a copy of ``state.params`` goes to
       ``state.extra['best']`` (``best_state``), so checkpoints carry it and a resumed run
-      selects exactly as an uninterrupted one; ties keep the earlier step.
+      selects exactly as an uninterrupted one; ties keep the earlier step. The summary's
+      ``eval/*`` are then the selected step's (kept in each checkpoint's meta), not the last.
     test: ``params -> {name: float}``, run once after training on the selected parameters
       (the last ones without ``select``), written as ``test/<name>`` at the final step and in
       the summary, with ``test/selected_step``.
@@ -96,6 +97,7 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
   schedule = optim.make_schedule(config.optim, total)
   manager, state, restored = checkpoint.restore_or_keep(
       run.workdir, state, max_to_keep=config.max_checkpoints_to_keep)
+  selected_eval = _restored_selection(manager, restored) if select is not None else {}
   writer = writers.create_writer(run.workdir)
   due = lambda every, step: step == total or (every > 0 and step % every == 0)
   failed = True
@@ -136,14 +138,17 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
         if due(config.eval_every_steps, done) and not preempted:
           with report.timed('eval'):
             last_eval = write_evaluation(evaluate(state, done), writer, run, done)
-          state = _keep_best(state, last_eval, select, done)
+          state, improved = _keep_best(state, last_eval, select, done)
+          if improved:
+            selected_eval = {k: float(v) for k, v in last_eval.items()}
           evaluated = True
           t_log = time.perf_counter()
         if checkpoint_due:
           if max_skipped and not _all_finite(state):  # the metrics missed a bad update
             raise FloatingPointError(f'the train state is non-finite at step {done} although '
                                      'its metrics were finite; not checkpointed')
-          checkpoint.save(manager, done, state, meta)
+          checkpoint.save(manager, done, state,
+                          dict(meta, selected_eval=selected_eval) if select else meta)
           writer.flush()  # with each checkpoint, the metrics so far reach the workdir (bucket)
         if preempted:
           writer.flush()
@@ -157,7 +162,9 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
       logging.info('training finished at step %d', total)
     if not evaluated:  # resumed at the final step: evaluate what was restored
       last_eval = write_evaluation(evaluate(state, first), writer, run, first)
-      state = _keep_best(state, last_eval, select, first)
+      state, improved = _keep_best(state, last_eval, select, first)
+      if improved:
+        selected_eval = {k: float(v) for k, v in last_eval.items()}
     last_test = {}
     if test is not None:
       last_test = _run_test(test, state, select, writer, step=max(first, total))
@@ -169,7 +176,8 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
       manager.close()
     writer.close()
   return writers.write_summary(run.workdir, experiment=run.experiment, config=config,
-                               state=state, last_eval=last_eval, last_test=last_test,
+                               state=state, last_eval=selected_eval or last_eval,
+                               last_test=last_test,
                                info=dict(info, num_train_steps=total),
                                restored_from_step=restored,
                                wall_time_s=time.time() - run.start_time)
@@ -188,11 +196,24 @@ def _best_entry(params, value, at) -> dict:
   return {'params': jax.tree.map(jnp.copy, params), 'value': value, 'step': at}
 
 
+def _restored_selection(manager, restored: int | None) -> dict[str, float]:
+  """The evaluation metrics of the step selected before ``restored`` (its checkpoint's meta),
+  or {} for a fresh run."""
+  if restored is None:
+    return {}
+  step, meta = checkpoint.latest_meta(manager)
+  if step != restored or 'selected_eval' not in (meta or {}):
+    logging.warning('checkpoint %s carries no selected_eval: the summary will hold the last '
+                    "evaluation's metrics unless a later step is selected", restored)
+    return {}
+  return meta['selected_eval']
+
+
 def _keep_best(state, metrics: dict, select: str | None, step: int):
-  """``state`` with ``extra['best']`` replaced by its params at ``step`` when
-  ``metrics[select]`` beats the best so far."""
+  """(state, improved): ``state`` with ``extra['best']`` replaced by its params at ``step``
+  when ``metrics[select]`` beats the best so far."""
   if select is None:
-    return state
+    return state, False
   if select not in metrics:
     raise KeyError(f'select={select!r} is not one of the evaluation metrics {sorted(metrics)}')
   best = state.extra['best']
@@ -200,13 +221,13 @@ def _keep_best(state, metrics: dict, select: str | None, step: int):
   # beat itself at a later step.
   value = np.asarray(metrics[select], best['value'].dtype)
   if not value > jax.device_get(best['value']):
-    return state
+    return state, False
   logging.info('step %d: best %s so far (%.6g)', step, select, metrics[select])
   # Under jit every leaf is a new buffer on the best's shardings: the step donates
   # state.params, so the kept copy must not alias it (and host scalars enter replicated).
   keep = jax.jit(_best_entry, out_shardings=jax.tree.map(lambda x: x.sharding, best))
   kept = keep(state.params, value, np.asarray(step, best['step'].dtype))
-  return state.replace(extra={**state.extra, 'best': kept})
+  return state.replace(extra={**state.extra, 'best': kept}), True
 
 
 def _run_test(test: Callable, state, select: str | None, writer, *, step: int) -> dict:

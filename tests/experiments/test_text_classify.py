@@ -192,6 +192,7 @@ def test_validation_selects_the_step_and_test_is_read_once(smoke_run, task_file,
   assert seen == [n_val] * 6 + [n_test]  # validation after every step, test once at the end
   best = max(validation.values())
   assert summary['test/selected_step'] == min(s for s, v in validation.items() if v == best)
+  assert summary['eval/accuracy'] == best  # the selected step's, not the last one's
   # 3 classes of 40, test = ceil(0.2 * 120) = 24; majority of the labelled subset.
   assert n_test == 24 and 0 < summary['test/majority_accuracy'] < 1
   assert {'test/accuracy', 'test/macro_f1', 'test/tfidf_accuracy'} <= set(summary)
@@ -204,7 +205,8 @@ def test_keep_best_copies_the_parameters_and_keeps_the_earlier_of_ties():
   # 0.7 is stored as float32 0.69999999: a later 0.7 must still tie, not win.
   for step, value in [(1, 0.2), (2, 0.7), (3, 0.7), (4, 0.4)]:
     state = state.replace(params={'w': jnp.full(3, float(step))})
-    state = loop._keep_best(state, {'accuracy': value}, 'accuracy', step)
+    state, improved = loop._keep_best(state, {'accuracy': value}, 'accuracy', step)
+    assert improved == (step == 1 or step == 2)
   best = jax.device_get(state.extra['best'])
   assert int(best['step']) == 2 and float(best['value']) == np.float32(0.7)
   np.testing.assert_array_equal(best['params']['w'], [2.0, 2.0, 2.0])
