@@ -158,7 +158,7 @@ def encoder_features(workdir: str) -> tuple[np.ndarray, np.ndarray, dict]:
   Raises:
     FileNotFoundError, ValueError: as ``encoders.load`` (no checkpoint, not an encoder).
   """
-  encoder = encoders.load(workdir)
+  encoder = encoders.load(workdir, field='config.features_from')
   data = encoders.image_data(encoder)
   splits = (data.train, data.test)
   x = np.concatenate([

@@ -55,26 +55,14 @@ def open_workdir(workdir: str, field: str,
 
   Raises:
     FileNotFoundError: no checkpoint or no tokenizer.model, naming ``field`` and the workdir.
-    ValueError: the workdir belongs to another experiment.
+    ValueError: the workdir belongs to another experiment
+      (``train.checkpoint.open_other_run``).
   """
-  root = fileio.path(workdir)
-  if not (root / 'checkpoints').is_dir():
-    raise FileNotFoundError(f'{field}={workdir}: no checkpoints folder; give the workdir of a '
-                            f'finished {" or ".join(among)} run.')
-  manager = checkpoint.make_manager(workdir, read_only=True)
-  try:
-    step, meta = checkpoint.latest_meta(manager)
-    if meta is None:
-      raise FileNotFoundError(f'{field}={workdir}: no readable checkpoint.')
-    if meta.get('experiment') not in among:
-      raise ValueError(f'{field}={workdir} holds a {meta.get("experiment")!r} run; '
-                       f'{" or ".join(among)} runs are restored here.')
-    model_path = root / 'tokenizer.model'
-    if not model_path.exists():
-      raise FileNotFoundError(f'{field}={workdir}: no tokenizer.model.')
-  except BaseException:
+  step, meta, manager = checkpoint.open_other_run(workdir, field, among, 'language models')
+  model_path = fileio.path(workdir) / 'tokenizer.model'
+  if not model_path.exists():
     manager.close()
-    raise
+    raise FileNotFoundError(f'{field}={workdir}: no tokenizer.model.')
   config = ml_collections.ConfigDict(meta['config'])
   tok = tokenizer_lib.Tokenizer(model_path)
   module = experiments.module_of(meta['experiment'], among)

@@ -39,16 +39,6 @@ class Learner:
   data_sha256: str
 
 
-def _contents(root) -> str:
-  """What a folder holds, for the errors: its first entries, or that it is empty or absent."""
-  if not root.exists():
-    return 'it does not exist'
-  names = sorted(p.name for p in root.iterdir())
-  if not names:
-    return 'it is empty'
-  return f'it holds {", ".join(names[:8])}{", ..." if len(names) > 8 else ""}'
-
-
 def _input_shape(workdir: str, meta: dict, field: str) -> tuple[int, int, int]:
   """(H, W, C) of the learner's images, without reading them: ``data/image_shape`` of its
   ``summary.json`` (written at the end of every run), else, for a run still going, the
@@ -89,19 +79,9 @@ def open_workdir(workdir: str, field: str) -> tuple[Learner, object]:
       unknown input shape.
     ValueError: a workdir of another experiment, naming it.
   """
-  root = fileio.path(workdir)
-  among = ', '.join(experiments.LEARNERS)
-  if not (root / 'checkpoints').is_dir():
-    raise FileNotFoundError(f'{field}={workdir} holds no checkpoints ({_contents(root)}); '
-                            f'give the workdir of a {among} run.')
-  manager = checkpoint.make_manager(workdir, read_only=True)
+  step, meta, manager = checkpoint.open_other_run(workdir, field, experiments.LEARNERS,
+                                                  'image representation learners')
   try:
-    step, meta = checkpoint.latest_meta(manager)
-    if meta is None:
-      raise FileNotFoundError(f'{field}={workdir} holds no readable checkpoint.')
-    if meta.get('experiment') not in experiments.LEARNERS:
-      raise ValueError(f'{field}={workdir} holds a {meta.get("experiment")!r} run; image '
-                       f'representation learners ({among}) are restored here.')
     shape = _input_shape(workdir, meta, field)
   except BaseException:
     manager.close()

@@ -235,7 +235,7 @@ def measure_runs(config: ml_collections.ConfigDict,
     fingerprints[_relative(run_dir, workdir)] = _summary_fingerprint(run_dir)
     encoder = encoders.load(run_dir)
     trained.append(_measure(encoder.embed_fn, encoder.variables, data, config.eval, seed))
-    fresh = encoders.fresh(method, encoder.config)
+    fresh = encoders.fresh(method, encoder.config, encoder.image_shape)
     random.append(_measure(fresh.embed_fn, fresh.variables, data, config.eval, seed))
     if config.transfer.label_fractions:
       moved, scratch, pixels = _transfer(config, run_dir, seed,

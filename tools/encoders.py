@@ -15,11 +15,11 @@ from typing import Any, NamedTuple
 import ml_collections
 
 import experiments
-from jaxssl import fileio
+from experiments import pretrained_images
 from jaxssl.data import images
 from jaxssl.eval import features as features_lib
 from jaxssl.parallel import mesh as mesh_lib
-from jaxssl.train import checkpoint, rngs
+from jaxssl.train import rngs
 
 
 class Encoder(NamedTuple):
@@ -31,12 +31,14 @@ class Encoder(NamedTuple):
     embed_fn: ``(variables, images float32 [B, H, W, C]) -> features float32 [B, D]``.
     variables: what ``embed_fn`` reads.
     step: the checkpoint's step (0 for `fresh`).
+    image_shape: (H, W, C) of the images it takes.
   """
   experiment: str
   config: ml_collections.ConfigDict
   embed_fn: features_lib.NnxEmbedFn
   variables: Any
   step: int
+  image_shape: tuple[int, int, int]
 
 
 def learner(experiment: str):
@@ -51,45 +53,40 @@ def learner(experiment: str):
   return experiments.module_of(experiment)
 
 
-def _build(experiment: str, config: ml_collections.ConfigDict, mesh):
-  module = learner(experiment)
-  data = module.prepare_data(config, None)
-  state = module.create_train_state(config, data, mesh, rngs.run_keys(config.seed).init)
-  return module, state
+def _encoder(learner_: pretrained_images.Learner, state, step: int) -> Encoder:
+  module = learner(learner_.experiment)
+  return Encoder(learner_.experiment, learner_.config,
+                 module.embed_fn(state.graphdef, learner_.config),
+                 module.encoder_variables(state), step, learner_.image_shape)
 
 
-def fresh(experiment: str, config: ml_collections.ConfigDict, mesh=None) -> Encoder:
-  """The learner's encoder at its random initialisation (from ``config.seed``)."""
+def fresh(experiment: str, config: ml_collections.ConfigDict,
+          image_shape: tuple[int, int, int], mesh=None) -> Encoder:
+  """The learner's encoder at its random initialisation (from ``config.seed``), for images
+  of ``image_shape`` (H, W, C); its data is not read."""
   mesh = mesh or mesh_lib.make_mesh(config.mesh)
-  module, state = _build(experiment, config, mesh)
-  return Encoder(experiment, config, module.embed_fn(state.graphdef, config),
-                 module.encoder_variables(state), 0)
+  learner(experiment)  # a ValueError for a non-learner before anything is built
+  source = pretrained_images.Learner('', experiment, config, tuple(image_shape), 0, '')
+  state = pretrained_images.fresh_state(source, mesh, rngs.run_keys(config.seed).init)
+  return _encoder(source, state, 0)
 
 
-def load(workdir: str, mesh=None) -> Encoder:
-  """The encoder of ``workdir``'s newest readable checkpoint.
+def load(workdir: str, mesh=None, field: str = 'workdir') -> Encoder:
+  """The encoder of ``workdir``'s newest readable checkpoint, restored read-only onto a
+  shape-only target (``experiments.pretrained_images``): the run's data is not read.
 
   Raises:
-    FileNotFoundError: ``workdir`` has no checkpoint.
+    FileNotFoundError: ``workdir`` has no checkpoint (naming ``field``).
     ValueError: it was written by an experiment that is not a representation learner.
     checkpoint.NoReadableCheckpoint: checkpoints exist but none reads back.
   """
-  if not (fileio.path(workdir) / 'checkpoints').is_dir():
-    raise FileNotFoundError(f'{workdir} holds no checkpoints of a trained run')
-  manager = checkpoint.make_manager(workdir)
+  source, manager = pretrained_images.open_workdir(workdir, field)
   try:
-    _, meta = checkpoint.latest_meta(manager)
+    mesh = mesh or mesh_lib.make_mesh(source.config.mesh)
+    state = pretrained_images.restore(source, manager, mesh)
   finally:
     manager.close()
-  if meta is None:
-    raise FileNotFoundError(f'{workdir} holds no readable checkpoint of a trained run')
-  config = ml_collections.ConfigDict(meta['config'])
-  mesh = mesh or mesh_lib.make_mesh(config.mesh)
-  module, state = _build(meta['experiment'], config, mesh)
-  manager, state, step = checkpoint.restore_or_keep(workdir, state)
-  manager.close()
-  return Encoder(meta['experiment'], config, module.embed_fn(state.graphdef, config),
-                 module.encoder_variables(state), step)
+  return _encoder(source, state, source.step)
 
 
 def image_data(encoder: Encoder) -> images.ImageData:

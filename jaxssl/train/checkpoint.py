@@ -176,3 +176,48 @@ def latest_meta(manager: ocp.CheckpointManager) -> tuple[int | None, dict | None
     except Exception as e:  # pylint: disable=broad-except
       logging.warning('could not read the meta of checkpoint %s: %s', step, e)
   return None, None
+
+
+def _contents(root) -> str:
+  """What a folder holds, for the errors: its first entries, or that it is empty or absent."""
+  if not root.exists():
+    return 'it does not exist'
+  names = sorted(p.name for p in root.iterdir())
+  if not names:
+    return 'it is empty'
+  return f'it holds {", ".join(names[:8])}{", ..." if len(names) > 8 else ""}'
+
+
+def open_other_run(workdir: str, field: str, among: tuple[str, ...], what: str
+                   ) -> tuple[int, dict, ocp.CheckpointManager]:
+  """Opens another run's workdir read-only (a pretrained model) and reads its newest meta.
+
+  Args:
+    workdir: the workdir (local or ``gs://``); field: the config field that named it.
+    among: the experiments accepted; what: how the errors call them ("image learners").
+
+  Returns:
+    (step, meta, manager): the read-only manager stays open for restoring; close it.
+
+  Raises:
+    FileNotFoundError: no checkpoints folder (naming ``field``, the path and what it holds)
+      or no readable checkpoint meta.
+    ValueError: the workdir belongs to an experiment not in ``among``, naming it.
+  """
+  root = fileio.path(workdir)
+  names = ', '.join(among[:-1]) + f' or {among[-1]}' if len(among) > 1 else among[0]
+  if not (root / 'checkpoints').is_dir():
+    raise FileNotFoundError(f'{field}={workdir} holds no checkpoints ({_contents(root)}); '
+                            f'give the workdir of a {names} run.')
+  manager = make_manager(workdir, read_only=True)
+  try:
+    step, meta = latest_meta(manager)
+    if meta is None:
+      raise FileNotFoundError(f'{field}={workdir} holds no readable checkpoint.')
+    if meta.get('experiment') not in among:
+      raise ValueError(f'{field}={workdir} holds a {meta.get("experiment")!r} run; '
+                       f'{what} ({", ".join(among)}) are restored here.')
+  except BaseException:
+    manager.close()
+    raise
+  return step, meta, manager

@@ -119,8 +119,13 @@ def test_more_clusters_than_images_is_named(cache_dir, tmp_path):
     kmeans_experiment.train_and_evaluate(config, str(tmp_path / 'w'))
 
 
-def test_features_from_a_trained_autoencoder(smoke_run, cache_dir, tmp_path):
+def test_features_from_a_trained_autoencoder(smoke_run, cache_dir, tmp_path, monkeypatch):
   ae_dir, _ = smoke_run(autoencoder)
+
+  def must_not_run(*args, **kwargs):
+    raise AssertionError("the encoder is restored onto a shape-only target, not the learner's data")
+
+  monkeypatch.setattr(autoencoder, 'prepare_data', must_not_run)
   summary = kmeans_experiment.train_and_evaluate(
       smoke(kmeans_experiment, cache_dir, features_from=ae_dir), str(tmp_path / 'k'))
   assert summary['data/features_from'] == 'autoencoder'
@@ -149,11 +154,12 @@ def test_features_from_a_trained_autoencoder(smoke_run, cache_dir, tmp_path):
 
 
 def test_features_from_a_workdir_without_an_encoder_is_named(smoke_run, cache_dir, tmp_path):
-  with pytest.raises(FileNotFoundError, match='holds no checkpoints'):
+  with pytest.raises(FileNotFoundError, match='config.features_from=.* holds no checkpoints'):
     kmeans_experiment.train_and_evaluate(
         smoke(kmeans_experiment, cache_dir, features_from=str(tmp_path / 'none')),
         str(tmp_path / 'a'))
   mlm_dir, _ = smoke_run(mlm_pretrain)
-  with pytest.raises(ValueError, match="'mlm_pretrain' is not an image representation learner"):
+  with pytest.raises(ValueError, match="features_from=.* holds a 'mlm_pretrain' run; image "
+                                       'representation learners'):
     kmeans_experiment.train_and_evaluate(
         smoke(kmeans_experiment, cache_dir, features_from=mlm_dir), str(tmp_path / 'b'))

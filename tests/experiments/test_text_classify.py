@@ -107,8 +107,8 @@ def test_scratch_keeps_the_architecture_but_not_the_weights(smoke_run, task_file
 
 def test_refuses_a_workdir_of_another_experiment(smoke_run, task_file, tmp_path):
   ae_dir, _ = smoke_run(autoencoder)
-  with pytest.raises(ValueError, match=r"holds a 'autoencoder' run; "
-                                       'mlm_pretrain or clm_pretrain runs are restored'):
+  with pytest.raises(ValueError, match=r"holds a 'autoencoder' run; language models "
+                                       r'\(mlm_pretrain, clm_pretrain\) are restored here'):
     text_classify.train_and_evaluate(_config(ae_dir, task_file), str(tmp_path / 'w'))
   with pytest.raises(FileNotFoundError, match='pretrained_workdir=.*no checkpoints'):
     text_classify.train_and_evaluate(_config(str(tmp_path / 'none'), task_file),
@@ -271,6 +271,6 @@ def test_task_adaptive_pretraining_reads_only_the_training_texts(smoke_run, task
 
 def test_task_adaptive_pretraining_needs_a_masked_lm(smoke_run, task_file, tmp_path):
   lm_dir, _ = smoke_run(clm_pretrain)
-  with pytest.raises(ValueError, match="holds a 'clm_pretrain' run; mlm_pretrain runs"):
+  with pytest.raises(ValueError, match=r"holds a 'clm_pretrain' run; .*\(mlm_pretrain\) are"):
     text_classify.train_and_evaluate(_config(lm_dir, task_file, **{'tapt.steps': 3}),
                                      str(tmp_path / 'w'))
