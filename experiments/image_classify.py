@@ -29,6 +29,9 @@ Measured (simclr on the 28x28 strokes stand-in -> the digits, 2 cores): README.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -38,11 +41,11 @@ import optax
 
 import experiments
 from experiments import pretrained_images
-from jaxssl import config_checks
+from jaxssl import config_checks, fileio
 from jaxssl.data import image_convert, image_tasks, images, pipeline, sources
 from jaxssl.eval import classification, driver
 from jaxssl.parallel import sharding
-from jaxssl.train import cli, loop, optim, rngs, run_config
+from jaxssl.train import cli, loop, optim, rngs, run_config, writers
 from jaxssl.train import state as state_lib
 
 EXPERIMENT = 'image_classify'
@@ -263,7 +266,31 @@ def pixels(rows: dict, shape, chunk: int = 1024) -> np.ndarray:
 def baselines(data: dict, config) -> dict[str, float]:
   """The majority class and logistic regression on the resized pixels (C from
   ``eval.pixel_c`` picked on validation), both fitted on the labelled subset (a fixed sample
-  of at most ``data.max_eval_examples`` of it for the regression), scored on test."""
+  of at most ``data.max_eval_examples`` of it for the regression), scored on test.
+
+  They depend on neither ``seed`` nor ``mode``, so the runs of a sweep share one fit: the
+  figures are kept in ``<cache dir>/image_baselines/<key>.json``, keyed by the target data's
+  sha256, its ``config.data`` fields, the encoder's input shape and the ``eval.pixel_*``
+  settings.
+  """
+  key = json.dumps(dict(
+      sha256=data['info']['data/sha256'], input_shape=list(data['learner'].image_shape),
+      data={k: v for k, v in config.data.to_dict().items() if k != 'cache_dir'},
+      pixel_c=list(config.eval.pixel_c), pixel_max_iter=config.eval.pixel_max_iter),
+      sort_keys=True, default=str)
+  path = (fileio.path(sources.cache_dir(config.data)) / 'image_baselines' /
+          f'{hashlib.sha256(key.encode()).hexdigest()[:24]}.json')
+  if path.exists():
+    try:
+      return json.loads(path.read_text())['baselines']
+    except (ValueError, KeyError) as e:  # a damaged entry is fitted again and replaced
+      logging.warning('refitting the baselines: %s is unreadable (%s)', path, e)
+  out = _fit_baselines(data, config)
+  writers.write_json(path, dict(key=json.loads(key), baselines=out))
+  return out
+
+
+def _fit_baselines(data: dict, config) -> dict[str, float]:
   shape, k = data['learner'].image_shape, data['num_classes']
   train = data['train']
   chosen = sources.eval_sample(len(train['label']), config.data.max_eval_examples,
@@ -275,7 +302,7 @@ def baselines(data: dict, config) -> dict[str, float]:
       (pixels(data['validation'], shape), data['validation']['label']),
       (pixels(data['test'], shape), data['test']['label']), num_classes=k,
       c_grid=config.eval.pixel_c, max_iter=config.eval.pixel_max_iter))
-  return out
+  return {name: float(value) for name, value in out.items()}
 
 
 # ----------------------------------------------------------------------------- run

@@ -250,6 +250,34 @@ def test_validation_selects_the_step_and_test_is_read_once(smoke_run, cache_dir,
     assert json.load(f)['eval/accuracy'] == best
 
 
+def test_the_baselines_are_fitted_once_per_labelled_subset(smoke_run, cache_dir, tmp_path,
+                                                          monkeypatch):
+  workdir, _ = smoke_run(autoencoder)
+  fits = []
+  fit = classification.logistic_regression
+
+  def counted(*args, **kwargs):
+    fits.append(kwargs['c_grid'])
+    return fit(*args, **kwargs)
+
+  monkeypatch.setattr(classification, 'logistic_regression', counted)
+  # pixel_max_iter=101: a key no other test's runs share in the session's cache folder.
+  run = lambda name, **kw: image_classify.train_and_evaluate(
+      _config(workdir, cache_dir, num_train_steps=2, eval_every_steps=2,
+              **{'eval.pixel_max_iter': 101}, **kw), str(tmp_path / name))
+  pixel = lambda s: {k: v for k, v in s.items() if k.startswith(('test/pixel', 'test/majority'))}
+  first = run('a')
+  again = run('b', seed=1, mode='scratch')  # another seed and mode: the same labelled subset
+  assert len(fits) == 1 and pixel(again) == pixel(first) and len(pixel(first)) >= 3
+  config = _config(workdir, cache_dir, **{'eval.pixel_max_iter': 101})
+  data = image_classify.prepare_data(config, None)
+  data['manager'].close()
+  refit = image_classify._fit_baselines(data, config)
+  assert pixel(first) == {f'test/{k}': v for k, v in refit.items()}
+  run('c', **{'data.label_fraction': 0.5})  # another subset: fitted again
+  assert len(fits) == 3
+
+
 def test_logistic_regression_baseline_picks_c_on_validation():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(60, 3))
