@@ -11,7 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
+from flax import traverse_util
 
 import experiments
 from jaxssl import config_checks
@@ -175,3 +177,23 @@ def counting(name=TRAIN_STEP):
     yield counts
   finally:
     jax.monitoring.unregister_event_duration_listener(listen)
+
+
+def flat(tree) -> dict:
+  """{'a/0/b': array}: the checkpoint's string keys ('0') and the model's int keys (0) alike."""
+  return {'/'.join(str(k) for k in path): np.asarray(v)
+          for path, v in traverse_util.flatten_dict(jax.device_get(tree)).items()}
+
+
+def assert_same_tree(a, b) -> None:
+  """The same leaf paths (by ``flat``) holding bit-identical arrays."""
+  a, b = flat(a), flat(b)
+  assert sorted(a) == sorted(b)
+  for key, value in a.items():
+    np.testing.assert_array_equal(value, b[key], err_msg=key)
+
+
+def saved_state(workdir: str, step: int) -> dict:
+  """A checkpoint's state as Orbax reads it, without the experiments' restore."""
+  return ocp.StandardCheckpointer().restore(os.path.join(workdir, 'checkpoints', str(step),
+                                                         'state'))

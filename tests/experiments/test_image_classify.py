@@ -10,9 +10,7 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
-from flax import traverse_util
 
 from benchmarks import image_standins
 from experiments import autoencoder, byol, dcgan, image_classify, mlm_pretrain, simclr, vae
@@ -21,7 +19,8 @@ from jaxssl.eval import classification, driver
 from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.train import loop, rngs
 from tools import sweep
-from tests.experiments.helpers import counting, evals, fail_after
+from tests.experiments.helpers import (assert_same_tree, counting, evals, fail_after, flat,
+                                      saved_state)
 
 LEARNERS = [autoencoder, vae, simclr, byol]
 
@@ -41,25 +40,6 @@ def _config(pretrained, cache_dir, **overrides):
   c.data.cache_dir = cache_dir
   c.update_from_flattened_dict(overrides)
   return c
-
-
-def _flat(tree) -> dict:
-  """{'a/0/b': array}: the checkpoint's string keys ('0') and the model's int keys (0) alike."""
-  return {'/'.join(str(k) for k in path): np.asarray(v)
-          for path, v in traverse_util.flatten_dict(jax.device_get(tree)).items()}
-
-
-def _assert_same(a, b):
-  a, b = _flat(a), _flat(b)
-  assert sorted(a) == sorted(b)
-  for key, value in a.items():
-    np.testing.assert_array_equal(value, b[key], err_msg=key)
-
-
-def _checkpoint(workdir, step):
-  """A checkpoint's state as Orbax reads it, without the experiments' restore."""
-  return ocp.StandardCheckpointer().restore(os.path.join(workdir, 'checkpoints', str(step),
-                                                         'state'))
 
 
 def _files(folder) -> dict:
@@ -88,9 +68,9 @@ def test_restores_each_learners_encoder_read_only_without_its_data(learner, smok
       prepared.append(data.get('files')), prepare(data, **kw))[1])
   state, data = _initial_state(_config(workdir, cache_dir, **{'data.files': natural}))
   assert prepared == [natural]  # only the target set is read, never the learner's digits
-  saved = _checkpoint(workdir, summary['step'])
-  _assert_same(state.params['backbone'], saved['params'])
-  _assert_same(state.params['batch_stats'], (saved.get('extra') or {}).get('batch_stats') or {})
+  saved = saved_state(workdir, summary['step'])
+  assert_same_tree(state.params['backbone'], saved['params'])
+  assert_same_tree(state.params['batch_stats'], (saved.get('extra') or {}).get('batch_stats') or {})
   assert state.graphdef['input_shape'] == (8, 8, 1)
   assert data['info']['pretrained/experiment'] == learner.EXPERIMENT
   assert data['info']['pretrained/step'] == summary['step']
@@ -109,7 +89,7 @@ def test_a_run_still_going_is_read_as_it_is(smoke_run, cache_dir, tmp_path):
   before = _files(going)
   state, data = _initial_state(_config(going, cache_dir))
   assert data['learner'].image_shape == (8, 8, 1)  # from its image cache entry
-  _assert_same(state.params['backbone'], _checkpoint(workdir, summary['step'])['params'])
+  assert_same_tree(state.params['backbone'], saved_state(workdir, summary['step'])['params'])
   assert _files(going) == before
 
 
@@ -306,34 +286,34 @@ def test_interrupted_run_resumes_to_the_same_selection_and_test(smoke_run, cache
   tests = lambda s: {k: v for k, v in s.items() if k.startswith('test/')}
   assert tests(resumed) == tests(reference) and evals(resumed) == evals(reference)
   for part in ('params', 'extra'):  # the selected weights too
-    _assert_same(_checkpoint(resumed_dir, 6)[part], _checkpoint(str(tmp_path / 'ref'), 6)[part])
+    assert_same_tree(saved_state(resumed_dir, 6)[part], saved_state(str(tmp_path / 'ref'), 6)[part])
 
 
 def test_probe_leaves_the_encoder_and_its_statistics_unchanged(smoke_run, cache_dir, tmp_path):
   workdir, summary = smoke_run(simclr)
   run = str(tmp_path / 'probe')
   image_classify.train_and_evaluate(_config(workdir, cache_dir, mode='probe'), run)
-  after, before = _checkpoint(run, 6)['params'], _checkpoint(workdir, summary['step'])
-  _assert_same(after['backbone'], before['params'])
-  _assert_same(after['batch_stats'], before['extra']['batch_stats'])
+  after, before = saved_state(run, 6)['params'], saved_state(workdir, summary['step'])
+  assert_same_tree(after['backbone'], before['params'])
+  assert_same_tree(after['batch_stats'], before['extra']['batch_stats'])
   first, _ = _initial_state(_config(workdir, cache_dir, mode='probe'))
   assert not np.array_equal(after['head']['kernel'], jax.device_get(
       first.params['head']['kernel']))
   # Fine-tuning, by contrast, moves the encoder and its BatchNorm statistics.
   tuned = str(tmp_path / 'finetune')
   image_classify.train_and_evaluate(_config(workdir, cache_dir), tuned)
-  tuned = _checkpoint(tuned, 6)['params']
+  tuned = saved_state(tuned, 6)['params']
   for got, want in ((tuned['backbone'], before['params']),
                     (tuned['batch_stats'], before['extra']['batch_stats'])):
-    key = 'encoder/norms/0/mean' if 'encoder/norms/0/mean' in _flat(want) else \
+    key = 'encoder/norms/0/mean' if 'encoder/norms/0/mean' in flat(want) else \
         'encoder/convs/0/kernel'
-    assert not np.array_equal(_flat(got)[key], _flat(want)[key])
+    assert not np.array_equal(flat(got)[key], flat(want)[key])
 
 
 def test_scratch_keeps_the_architecture_but_not_the_weights(smoke_run, cache_dir):
   workdir, summary = smoke_run(byol)
   state, _ = _initial_state(_config(workdir, cache_dir, mode='scratch'))
-  got, want = _flat(state.params['backbone']), _flat(_checkpoint(workdir, summary['step'])
+  got, want = flat(state.params['backbone']), flat(saved_state(workdir, summary['step'])
                                                       ['params'])
   assert sorted(got) == sorted(want)
   assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in want.items()}

@@ -108,27 +108,8 @@ def classify_config(tmp_path_factory):
 
 @pytest.mark.parametrize('fsdp', [1, 2])
 def test_text_classify_eight_device_step_matches_one_device(classify_config, fsdp):
-  config = classify_config.copy_and_resolve_references()
-  data = text_classify.prepare_data(config, None)
-  train_step = functools.partial(text_classify.train_step, config=config)
-  batch_np = {k: v[:config.global_batch_size] for k, v in data['train'].items()}
-  results = []
-  try:
-    for n, f in ((1, 1), (8, fsdp)):
-      config.mesh.fsdp = f
-      mesh = multidevice.mesh(n, f)
-      state = text_classify.create_train_state(config, data, mesh,
-                                               rngs.run_keys(config.seed).init)
-      step = sharding.jit_train_step(train_step, state_lib.shardings(state), mesh)
-      for _ in range(2):
-        state, metrics = step(state, sharding.put_batch(batch_np, mesh), jax.random.key(3))
-      results.append(jax.device_get((state.params, metrics)))
-  finally:
-    data['manager'].close()
-  (p1, m1), (p8, m8) = results
-  for name in m1:
-    np.testing.assert_allclose(m8[name], m1[name], rtol=1e-5, err_msg=name)
-  jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-5, rtol=1e-5), p8, p1)
+  _classifier_step_matches(text_classify, classify_config.copy_and_resolve_references(),
+                           fsdp)
 
 
 def test_text_classify_whole_run_on_eight_devices_with_sharded_parameters(classify_config,
@@ -163,16 +144,21 @@ def test_image_classify_eight_device_step_matches_one_device(image_config, mode,
   # Fine-tuning normalises BatchNorm over the global batch: the same on 1 and 8 devices.
   config = image_config.copy_and_resolve_references()
   config.mode = mode
-  data = image_classify.prepare_data(config, None)
-  train_step = functools.partial(image_classify.train_step, config=config)
+  _classifier_step_matches(image_classify, config, fsdp)
+
+
+def _classifier_step_matches(module, config, fsdp: int) -> None:
+  """Two train steps of ``module`` (text_ or image_classify) on one batch: the parameters
+  and metrics on 8 devices (``fsdp`` of them sharding the parameters) match 1 device's."""
+  data = module.prepare_data(config, None)
+  train_step = functools.partial(module.train_step, config=config)
   batch_np = {k: v[:config.global_batch_size] for k, v in data['train'].items()}
   results = []
   try:
     for n, f in ((1, 1), (8, fsdp)):
       config.mesh.fsdp = f
       mesh = multidevice.mesh(n, f)
-      state = image_classify.create_train_state(config, data, mesh,
-                                                rngs.run_keys(config.seed).init)
+      state = module.create_train_state(config, data, mesh, rngs.run_keys(config.seed).init)
       step = sharding.jit_train_step(train_step, state_lib.shardings(state), mesh)
       for _ in range(2):
         state, metrics = step(state, sharding.put_batch(batch_np, mesh), jax.random.key(3))

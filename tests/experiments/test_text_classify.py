@@ -7,9 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 import pytest
-from flax import traverse_util
 
 from experiments import autoencoder, clm_pretrain, mlm_pretrain, text_classify
 from jaxssl.data import tokenizer as tokenizer_lib
@@ -18,7 +16,8 @@ from jaxssl.models import text_classifier
 from jaxssl.parallel import mesh as mesh_lib
 from jaxssl.train import loop, rngs
 from jaxssl.train import state as state_lib
-from tests.experiments.helpers import counting, evals, fail_after
+from tests.experiments.helpers import (assert_same_tree, counting, evals, fail_after, flat,
+                                      saved_state)
 
 # Three topics with their own words, 40 texts each: learnable in a few steps.
 _WORDS = {'fruit': 'apple pear plum grape melon', 'tools': 'hammer wrench saw drill chisel',
@@ -51,24 +50,6 @@ def _config(pretrained_workdir, task, **overrides):
   return c
 
 
-def _flat(tree) -> dict:
-  """{'a/0/b': array}: the checkpoint's string keys ('0') and the model's int keys (0) alike."""
-  return {'/'.join(str(k) for k in path): np.asarray(v)
-          for path, v in traverse_util.flatten_dict(jax.device_get(tree)).items()}
-
-
-def _assert_same(a, b):
-  a, b = _flat(a), _flat(b)
-  assert sorted(a) == sorted(b)
-  for key, value in a.items():
-    np.testing.assert_array_equal(value, b[key], err_msg=key)
-
-
-def _checkpoint_params(workdir, step):
-  path = os.path.join(workdir, 'checkpoints', str(step), 'state')
-  return ocp.StandardCheckpointer().restore(path)['params']
-
-
 def _initial_state(config, workdir=None):
   data = text_classify.prepare_data(config, workdir)
   try:
@@ -86,8 +67,8 @@ def test_restores_the_backbone_and_tokenizer_of_each_language_model(lm, part, sm
   config = _config(lm_dir, task_file)
   state, data = _initial_state(config, str(tmp_path))
   # Read back by Orbax directly, not through the experiment's restore.
-  want = _checkpoint_params(lm_dir, lm_summary['step'])[part]
-  _assert_same(state.params['backbone'], want)
+  want = saved_state(lm_dir, lm_summary['step'])['params'][part]
+  assert_same_tree(state.params['backbone'], want)
   assert data['info']['pretrained/experiment'] == lm.EXPERIMENT
   assert data['info']['pretrained/step'] == lm_summary['step']
   with open(os.path.join(lm_dir, 'tokenizer.model'), 'rb') as f:
@@ -99,8 +80,8 @@ def test_restores_the_backbone_and_tokenizer_of_each_language_model(lm, part, sm
 def test_scratch_keeps_the_architecture_but_not_the_weights(smoke_run, task_file):
   lm_dir, lm_summary = smoke_run(mlm_pretrain)
   state, _ = _initial_state(_config(lm_dir, task_file, mode='scratch'))
-  want = _checkpoint_params(lm_dir, lm_summary['step'])['encoder']
-  got, want = _flat(state.params['backbone']), _flat(want)
+  want = saved_state(lm_dir, lm_summary['step'])['params']['encoder']
+  got, want = flat(state.params['backbone']), flat(want)
   assert sorted(got) == sorted(want)
   assert not np.array_equal(got['token_embed/embedding'], want['token_embed/embedding'])
 
@@ -159,9 +140,9 @@ def test_probe_trains_only_the_head(smoke_run, task_file, tmp_path):
   lm_dir, lm_summary = smoke_run(mlm_pretrain)
   workdir = str(tmp_path / 'probe')
   text_classify.train_and_evaluate(_config(lm_dir, task_file, mode='probe'), workdir)
-  after = _checkpoint_params(workdir, 6)
-  before = _checkpoint_params(lm_dir, lm_summary['step'])['encoder']
-  _assert_same(after['backbone'], before)
+  after = saved_state(workdir, 6)['params']
+  before = saved_state(lm_dir, lm_summary['step'])['params']['encoder']
+  assert_same_tree(after['backbone'], before)
   state, _ = _initial_state(_config(lm_dir, task_file, mode='probe'))
   assert not np.array_equal(after['head']['kernel'],
                             jax.device_get(state.params['head']['kernel']))
@@ -241,7 +222,7 @@ def test_init_from_starts_from_the_other_runs_weights_and_tokenizer(smoke_run, c
   mesh = mesh_lib.make_mesh(config.mesh)
   state = mlm_pretrain.create_train_state(config, data, mesh, rngs.run_keys(1).init)
   state = mlm_pretrain.warm_start(state, config, mesh)
-  _assert_same(state.params, _checkpoint_params(lm_dir, lm_summary['step']))
+  assert_same_tree(state.params, saved_state(lm_dir, lm_summary['step'])['params'])
   config.model.preset = 'mini'
   with pytest.raises(ValueError, match='init_from=.*its model differs in .*width'):
     mlm_pretrain.warm_start(state, config, mesh)
@@ -266,7 +247,8 @@ def test_task_adaptive_pretraining_reads_only_the_training_texts(smoke_run, task
   assert not set(corpus) & (set(task.validation.texts) | set(task.test.texts))
   assert data['info']['pretrained/step'] == 3  # the classifier starts from the adapted model
   state, _ = _initial_state(config, str(workdir))
-  _assert_same(state.params['backbone'], _checkpoint_params(str(workdir / 'tapt'), 3)['encoder'])
+  assert_same_tree(state.params['backbone'],
+                   saved_state(str(workdir / 'tapt'), 3)['params']['encoder'])
 
 
 def test_task_adaptive_pretraining_needs_a_masked_lm(smoke_run, task_file, tmp_path):
