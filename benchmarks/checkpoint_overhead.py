@@ -65,7 +65,7 @@ def loop_seconds(b: common.Built, num_steps: int, workdir: str, *, save: bool) -
   run = workdir_lib.Run(workdir, b.module.EXPERIMENT, b.config, {}, time.time())
   state = common.copy_state(b.state)
   jax.block_until_ready(state)
-  no_saves = lambda workdir, state, max_to_keep: (NoCheckpoints(), state, None)
+  no_saves = lambda workdir, state, max_to_keep: (NoCheckpoints(), state, None, None)
   with contextlib.nullcontext() if save else mock.patch.object(checkpoint, 'restore_or_keep',
                                                               no_saves):
     t = time.perf_counter()

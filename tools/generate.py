@@ -45,7 +45,7 @@ def load_model(workdir: str):
   mesh = mesh_lib.make_mesh(mesh_lib.mesh_config())
   state = clm_pretrain.create_train_state(config, {'tokenizer': tokenizer}, mesh,
                                           rngs.run_keys(config.seed).init)
-  manager, state, step = checkpoint.restore_or_keep(workdir, state)
+  manager, state, step, _ = checkpoint.restore_or_keep(workdir, state)
   manager.close()
   return state.graphdef, state.params, tokenizer, step
 

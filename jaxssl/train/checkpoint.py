@@ -149,22 +149,23 @@ def restore_or_keep(workdir: str, state, *, max_to_keep: int = 3):
   """Opens the workdir's CheckpointManager and restores its newest readable checkpoint.
 
   Returns:
-    (manager, state, step): ``state`` restored onto its shardings, or unchanged with
-    step None when the workdir has no checkpoint. On an error the manager is closed first.
+    (manager, state, step, meta): ``state`` restored onto its shardings with the JSON meta
+    saved beside it, or unchanged with step and meta None when the workdir has no
+    checkpoint. On an error the manager is closed first.
 
   Raises:
     NoReadableCheckpoint: checkpoints exist but none reads back (see ``restore_latest``).
   """
   manager = make_manager(workdir, max_to_keep=max_to_keep)
   try:
-    restored, step, _ = restore_latest(manager, abstract_like(state))
+    restored, step, meta = restore_latest(manager, abstract_like(state))
   except BaseException:
     manager.close()
     raise
   if restored is None:
-    return manager, state, None
+    return manager, state, None, None
   logging.info('resumed from step %d', step)
-  return manager, restored, step
+  return manager, restored, step, meta
 
 
 def latest_meta(manager: ocp.CheckpointManager) -> tuple[int | None, dict | None]:

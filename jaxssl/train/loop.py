@@ -95,9 +95,10 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
   step_fn = sharding.jit_train_step(train_step, state_lib.shardings(state),
                                     sharding.mesh_of(state))
   schedule = optim.make_schedule(config.optim, total)
-  manager, state, restored = checkpoint.restore_or_keep(
+  manager, state, restored, restored_meta = checkpoint.restore_or_keep(
       run.workdir, state, max_to_keep=config.max_checkpoints_to_keep)
-  selected_eval = _restored_selection(manager, restored) if select is not None else {}
+  # The metrics of the step selected so far (``select``): what the summary reports as eval/*.
+  selected_eval = (restored_meta or {}).get('selected_eval', {})
   writer = writers.create_writer(run.workdir)
   due = lambda every, step: step == total or (every > 0 and step % every == 0)
   failed = True
@@ -138,9 +139,7 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
         if due(config.eval_every_steps, done) and not preempted:
           with report.timed('eval'):
             last_eval = write_evaluation(evaluate(state, done), writer, run, done)
-          state, improved = _keep_best(state, last_eval, select, done)
-          if improved:
-            selected_eval = {k: float(v) for k, v in last_eval.items()}
+          state, selected_eval = _keep_best(state, last_eval, select, done, selected_eval)
           evaluated = True
           t_log = time.perf_counter()
         if checkpoint_due:
@@ -162,9 +161,7 @@ def train(run, state, train_step: Callable, get_batch: Callable[[int], Any],
       logging.info('training finished at step %d', total)
     if not evaluated:  # resumed at the final step: evaluate what was restored
       last_eval = write_evaluation(evaluate(state, first), writer, run, first)
-      state, improved = _keep_best(state, last_eval, select, first)
-      if improved:
-        selected_eval = {k: float(v) for k, v in last_eval.items()}
+      state, selected_eval = _keep_best(state, last_eval, select, first, selected_eval)
     last_test = {}
     if test is not None:
       last_test = _run_test(test, state, select, writer, step=max(first, total))
@@ -196,24 +193,12 @@ def _best_entry(params, value, at) -> dict:
   return {'params': jax.tree.map(jnp.copy, params), 'value': value, 'step': at}
 
 
-def _restored_selection(manager, restored: int | None) -> dict[str, float]:
-  """The evaluation metrics of the step selected before ``restored`` (its checkpoint's meta),
-  or {} for a fresh run."""
-  if restored is None:
-    return {}
-  step, meta = checkpoint.latest_meta(manager)
-  if step != restored or 'selected_eval' not in (meta or {}):
-    logging.warning('checkpoint %s carries no selected_eval: the summary will hold the last '
-                    "evaluation's metrics unless a later step is selected", restored)
-    return {}
-  return meta['selected_eval']
-
-
-def _keep_best(state, metrics: dict, select: str | None, step: int):
-  """(state, improved): ``state`` with ``extra['best']`` replaced by its params at ``step``
-  when ``metrics[select]`` beats the best so far."""
+def _keep_best(state, metrics: dict, select: str | None, step: int, selected: dict):
+  """(state, selected): when ``metrics[select]`` beats the best so far, ``state`` with
+  ``extra['best']`` replaced by its params at ``step`` and ``metrics`` (as floats) as the
+  selected step's; else both unchanged."""
   if select is None:
-    return state, False
+    return state, selected
   if select not in metrics:
     raise KeyError(f'select={select!r} is not one of the evaluation metrics {sorted(metrics)}')
   best = state.extra['best']
@@ -221,13 +206,14 @@ def _keep_best(state, metrics: dict, select: str | None, step: int):
   # beat itself at a later step.
   value = np.asarray(metrics[select], best['value'].dtype)
   if not value > jax.device_get(best['value']):
-    return state, False
+    return state, selected
   logging.info('step %d: best %s so far (%.6g)', step, select, metrics[select])
   # Under jit every leaf is a new buffer on the best's shardings: the step donates
   # state.params, so the kept copy must not alias it (and host scalars enter replicated).
   keep = jax.jit(_best_entry, out_shardings=jax.tree.map(lambda x: x.sharding, best))
   kept = keep(state.params, value, np.asarray(step, best['step'].dtype))
-  return state.replace(extra={**state.extra, 'best': kept}), True
+  return (state.replace(extra={**state.extra, 'best': kept}),
+          {name: float(v) for name, v in metrics.items()})
 
 
 def _run_test(test: Callable, state, select: str | None, writer, *, step: int) -> dict:

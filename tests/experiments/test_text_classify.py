@@ -184,10 +184,13 @@ def test_keep_best_copies_the_parameters_and_keeps_the_earlier_of_ties():
   state = state_lib.create(params, optax.sgd(1.0), graphdef=None,
                            extra={'best': loop.best_state(params)})
   # 0.7 is stored as float32 0.69999999: a later 0.7 must still tie, not win.
-  for step, value in [(1, 0.2), (2, 0.7), (3, 0.7), (4, 0.4)]:
+  selected = {}
+  # (step, value, the selected step after it): improvements at steps 1 and 2 only.
+  for step, value, chosen in [(1, 0.2, 1), (2, 0.7, 2), (3, 0.7, 2), (4, 0.4, 2)]:
     state = state.replace(params={'w': jnp.full(3, float(step))})
-    state, improved = loop._keep_best(state, {'accuracy': value}, 'accuracy', step)
-    assert improved == (step == 1 or step == 2)
+    state, selected = loop._keep_best(state, {'accuracy': value, 'at': step}, 'accuracy',
+                                      step, selected)
+    assert selected['at'] == chosen
   best = jax.device_get(state.extra['best'])
   assert int(best['step']) == 2 and float(best['value']) == np.float32(0.7)
   np.testing.assert_array_equal(best['params']['w'], [2.0, 2.0, 2.0])

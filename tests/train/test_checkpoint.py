@@ -51,16 +51,16 @@ def test_checkpoints_in_a_bucket_save_async_restore_and_set_damaged_ones_aside(
   assert not [n for n in names if n.startswith(f'{prefix}/checkpoints/1/')]  # max_to_keep
 
   target = jax.tree.map(jnp.zeros_like, _state(0))
-  manager, restored, step = checkpoint.restore_or_keep(gcs, target)
+  manager, restored, step, meta = checkpoint.restore_or_keep(gcs, target)
   manager.close()
-  assert step == 3 and np.array_equal(restored['w'], _state(3)['w'])
+  assert step == 3 and np.array_equal(restored['w'], _state(3)['w']) and meta == {'step': 3}
 
   for name in names:  # truncate every file of step 3's state
     if name.startswith(f'{prefix}/checkpoints/3/state/'):
       fileio.write_atomic(f'gs://{gcs_emulator.bucket}/{name}', b'')
-  manager, restored, step = checkpoint.restore_or_keep(gcs, target)
+  manager, restored, step, meta = checkpoint.restore_or_keep(gcs, target)
   try:
-    assert step == 2 and np.array_equal(restored['w'], _state(2)['w'])
+    assert step == 2 and np.array_equal(restored['w'], _state(2)['w']) and meta == {'step': 2}
     assert manager.all_steps() == [2]
   finally:
     manager.close()
