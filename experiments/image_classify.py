@@ -29,7 +29,6 @@ Measured (simclr on the 28x28 strokes stand-in -> the digits, 2 cores): README.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 
@@ -273,20 +272,18 @@ def baselines(data: dict, config) -> dict[str, float]:
   sha256, its ``config.data`` fields, the encoder's input shape and the ``eval.pixel_*``
   settings.
   """
-  key = json.dumps(dict(
-      sha256=data['info']['data/sha256'], input_shape=list(data['learner'].image_shape),
-      data={k: v for k, v in config.data.to_dict().items() if k != 'cache_dir'},
-      pixel_c=list(config.eval.pixel_c), pixel_max_iter=config.eval.pixel_max_iter),
-      sort_keys=True, default=str)
+  key = dict(sha256=data['info']['data/sha256'], input_shape=list(data['learner'].image_shape),
+             data={k: v for k, v in config.data.to_dict().items() if k != 'cache_dir'},
+             pixel_c=list(config.eval.pixel_c), pixel_max_iter=config.eval.pixel_max_iter)
   path = (fileio.path(sources.cache_dir(config.data)) / 'image_baselines' /
-          f'{hashlib.sha256(key.encode()).hexdigest()[:24]}.json')
+          f'{sources.settings_key(key)}.json')
   if path.exists():
     try:
       return json.loads(path.read_text())['baselines']
     except (ValueError, KeyError) as e:  # a damaged entry is fitted again and replaced
       logging.warning('refitting the baselines: %s is unreadable (%s)', path, e)
   out = _fit_baselines(data, config)
-  writers.write_json(path, dict(key=json.loads(key), baselines=out))
+  writers.write_json(path, dict(key=key, baselines=out))
   return out
 
 

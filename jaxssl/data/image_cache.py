@@ -195,7 +195,7 @@ def cache_key(source: ImageSource, data: ml_collections.ConfigDict) -> str:
               'fingerprint': source.fingerprint,
               **{k: data.get(k) for k in ('max_examples', 'test_fraction', 'split_seed',
                                            'train_split', 'test_split')}}
-  return hashlib.sha256(json.dumps(settings, sort_keys=True).encode('utf-8')).hexdigest()[:20]
+  return sources.settings_key(settings)
 
 
 def _check_chunk(images: np.ndarray, labels: np.ndarray, where: str) -> tuple[np.ndarray,

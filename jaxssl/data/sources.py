@@ -28,6 +28,12 @@ def cache_dir(data: ml_collections.ConfigDict) -> str:
   return os.fspath(fileio.path(path))
 
 
+def settings_key(settings: dict) -> str:
+  """The name of a cache entry: the first 20 hex digits of the sha256 of ``settings`` (JSON
+  values) as key-sorted JSON. Raises TypeError for a value JSON cannot write."""
+  return hashlib.sha256(json.dumps(settings, sort_keys=True).encode('utf-8')).hexdigest()[:20]
+
+
 def patterns(files: str) -> list[str]:
   """The comma-separated globs of ``data.files``."""
   return [p.strip() for p in files.split(',') if p.strip()]

@@ -27,6 +27,7 @@ from jaxssl import fileio
 from jaxssl.data import corpus as corpus_lib
 from jaxssl.data import packing
 from jaxssl.data import rowfile
+from jaxssl.data import sources
 from jaxssl.data import text
 from jaxssl.data import tokenizer as tokenizer_lib
 
@@ -70,7 +71,7 @@ def cache_key(source: corpus_lib.TextSource, data: ml_collections.ConfigDict,
   if data.get('tokenizer_model'):  # a given vocabulary: its content, not its path, counts
     settings['tokenizer_model_sha256'] = hashlib.sha256(
         fileio.path(data.tokenizer_model).read_bytes()).hexdigest()
-  return hashlib.sha256(json.dumps(settings, sort_keys=True).encode('utf-8')).hexdigest()[:20]
+  return sources.settings_key(settings)
 
 
 def _tokenizer_sample(plan: corpus_lib.Plan, max_chars: int) -> np.ndarray:
